@@ -1,0 +1,1 @@
+//! `.sops.yaml`: discovery and creation rules.

@@ -1,0 +1,549 @@
+//! Per-value encryption of a tree and the MAC over its values (spec §2-§4).
+//!
+//! One depth-first walk does both: it decides for each leaf and comment whether it is encrypted
+//! ([`Rules`]), seals or opens it under the data key with its key path as AAD, and feeds the
+//! canonical plaintext of every value into the SHA-512 MAC.
+
+mod data_key;
+mod rules;
+pub mod value;
+
+pub use data_key::{DataKey, DATA_KEY_LEN};
+pub use rules::{Pattern, Rules, Selector, DEFAULT_UNENCRYPTED_SUFFIX};
+pub use value::OpenError;
+
+use std::collections::HashMap;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256, Sha512};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::tree::{parse_time, Comment, ListItem, Map, Node, PathStep, Scalar, Tree, Value};
+use value::IV_LEN;
+
+/// Where IVs come from.
+#[derive(Clone, Copy)]
+enum Nonces {
+    Random,
+    /// Test seam for known-answer vectors: every IV is 32 copies of the next counter byte.
+    Counter(u8),
+}
+
+/// Seals and opens values under one data key.
+///
+/// When asked to remember IVs (edit, set, rotate), every value it opens is recorded with its IV,
+/// and sealing the same `(AAD, type, plaintext)` again reuses that IV, so unchanged values keep
+/// byte-identical ciphertexts and a one-value edit is a one-line diff (sops does the same).
+pub struct Cipher {
+    key: DataKey,
+    nonces: Nonces,
+    remembered: Option<HashMap<Vec<u8>, [u8; IV_LEN]>>,
+}
+
+impl Drop for Cipher {
+    fn drop(&mut self) {
+        if let Some(map) = self.remembered.as_mut() {
+            for (mut k, _) in map.drain() {
+                k.zeroize();
+            }
+        }
+    }
+}
+
+fn stash_key(aad: &[u8], type_name: &str, plaintext: &[u8]) -> Vec<u8> {
+    [aad, b"\0", type_name.as_bytes(), b"\0", plaintext].concat()
+}
+
+impl Cipher {
+    pub fn new(key: DataKey) -> Self {
+        Cipher {
+            key,
+            nonces: Nonces::Random,
+            remembered: None,
+        }
+    }
+
+    /// Test seam: IVs are `[first; 32]`, `[first + 1; 32]`, … (spec §13.1).
+    #[doc(hidden)]
+    pub fn with_counter_ivs(key: DataKey, first: u8) -> Self {
+        Cipher {
+            key,
+            nonces: Nonces::Counter(first),
+            remembered: None,
+        }
+    }
+
+    /// Remember the IV of every value opened from now on, to reuse it when the same value is sealed.
+    pub fn remember_ivs(&mut self) {
+        self.remembered.get_or_insert_with(HashMap::new);
+    }
+
+    pub fn key(&self) -> &DataKey {
+        &self.key
+    }
+
+    /// Replaces the data key (rotate) but keeps remembered IVs, as sops does.
+    pub fn set_key(&mut self, key: DataKey) {
+        self.key = key;
+    }
+
+    fn fresh_iv(&mut self) -> [u8; IV_LEN] {
+        match &mut self.nonces {
+            Nonces::Random => {
+                let mut iv = [0u8; IV_LEN];
+                rand::rngs::OsRng.fill_bytes(&mut iv);
+                iv
+            }
+            Nonces::Counter(next) => {
+                let iv = [*next; IV_LEN];
+                *next = next.wrapping_add(1);
+                iv
+            }
+        }
+    }
+
+    /// Seals one plaintext as an `ENC[…]` string.
+    pub fn seal(&mut self, plaintext: &[u8], aad: &[u8], type_name: &str) -> String {
+        let reused = self.remembered.as_ref().and_then(|m| {
+            let key = Zeroizing::new(stash_key(aad, type_name, plaintext));
+            m.get(key.as_slice()).copied()
+        });
+        let iv = reused.unwrap_or_else(|| self.fresh_iv());
+        value::seal(&self.key, &iv, plaintext, aad, type_name)
+    }
+
+    /// Opens an `ENC[…]` string; returns its type name and plaintext.
+    pub fn open(
+        &mut self,
+        text: &str,
+        aad: &[u8],
+    ) -> Result<(String, Zeroizing<Vec<u8>>), OpenError> {
+        let sealed = value::parse(text)?;
+        let plaintext = value::open(&self.key, &sealed, aad)?;
+        if let Some(map) = self.remembered.as_mut() {
+            let iv: [u8; IV_LEN] = sealed
+                .iv
+                .as_slice()
+                .try_into()
+                .expect("parse checks the IV length");
+            map.insert(stash_key(aad, sealed.type_name, &plaintext), iv);
+        }
+        Ok((sealed.type_name.to_string(), plaintext))
+    }
+}
+
+/// A value that could not be encrypted or decrypted, with the key path where it stands.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptError {
+    #[error("{path}: the value is not encrypted, but the file's rules say it must be")]
+    NotEncrypted { path: String },
+    #[error("{path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: OpenError,
+    },
+    #[error("{path}: the decrypted value is not a valid {type_name}")]
+    BadPlaintext { path: String, type_name: String },
+    #[error("{path}: unknown value type {type_name:?} in the encrypted value")]
+    UnknownType { path: String, type_name: String },
+    #[error("{path}: an encrypted comment would match unencrypted_comment_regex and could not be decrypted again")]
+    CommentMatchesRule { path: String },
+}
+
+impl CryptError {
+    /// The key path of the failing value, in `--extract` syntax.
+    pub fn path(&self) -> &str {
+        match self {
+            CryptError::NotEncrypted { path }
+            | CryptError::Open { path, .. }
+            | CryptError::BadPlaintext { path, .. }
+            | CryptError::UnknownType { path, .. }
+            | CryptError::CommentMatchesRule { path } => path,
+        }
+    }
+}
+
+/// A comment veil could not decrypt and kept as it was (sops does the same); never fatal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentWarning {
+    pub path: String,
+}
+
+/// What a decryption walk found besides the values.
+pub struct Decrypted {
+    /// The MAC computed over the decrypted values (uppercase hex).
+    pub mac: String,
+    /// Comments that stayed as they were, because they were never encrypted (files from before
+    /// sops encrypted comments) or could not be opened.
+    pub kept_comments: Vec<CommentWarning>,
+}
+
+/// Encrypts every selected leaf and comment of `tree` in place; returns the MAC (uppercase hex).
+pub fn encrypt_tree(
+    tree: &mut Tree,
+    cipher: &mut Cipher,
+    rules: &Rules,
+) -> Result<String, CryptError> {
+    let mut walk = Walk::new(cipher, rules, Mode::Encrypt);
+    for doc in &mut tree.documents {
+        walk.map(doc)?;
+    }
+    Ok(walk.finish().mac)
+}
+
+/// Decrypts every selected leaf and comment of `tree` in place and computes the MAC.
+pub fn decrypt_tree(
+    tree: &mut Tree,
+    cipher: &mut Cipher,
+    rules: &Rules,
+) -> Result<Decrypted, CryptError> {
+    let mut walk = Walk::new(cipher, rules, Mode::Decrypt);
+    for doc in &mut tree.documents {
+        walk.map(doc)?;
+    }
+    Ok(walk.finish())
+}
+
+/// The AAD the MAC is sealed with: `lastmodified` re-rendered with whole seconds (spec §4.4).
+pub fn mac_aad(lastmodified: &str) -> Option<String> {
+    let t = parse_time(lastmodified)?;
+    let text = if t.offset().local_minus_utc() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    };
+    Some(text)
+}
+
+/// Seals the MAC for the metadata's `mac` field.
+pub fn seal_mac(cipher: &mut Cipher, mac_hex: &str, lastmodified: &str) -> String {
+    let aad = mac_aad(lastmodified).unwrap_or_else(|| lastmodified.to_string());
+    cipher.seal(mac_hex.as_bytes(), aad.as_bytes(), "str")
+}
+
+/// Opens the metadata's `mac` field; an empty field opens to the empty string, as in sops.
+pub fn open_mac(
+    cipher: &mut Cipher,
+    sealed: &str,
+    lastmodified: &str,
+) -> Result<String, OpenError> {
+    if sealed.is_empty() {
+        return Ok(String::new());
+    }
+    let aad = mac_aad(lastmodified)
+        .ok_or(OpenError::Malformed("lastmodified is not an RFC 3339 time"))?;
+    let (_, plaintext) = cipher.open(sealed, aad.as_bytes())?;
+    String::from_utf8(plaintext.to_vec()).map_err(|_| OpenError::Malformed("the MAC is not text"))
+}
+
+/// Renders a key path the way `--extract` takes it: `["a"]["b"][0]`.
+pub fn display_path(steps: &[PathStep]) -> String {
+    if steps.is_empty() {
+        return "(top level)".into();
+    }
+    steps
+        .iter()
+        .map(|s| match s {
+            PathStep::Key(k) => format!("[{k:?}]"),
+            PathStep::Index(i) => format!("[{i}]"),
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Encrypt,
+    Decrypt,
+}
+
+struct Walk<'a> {
+    cipher: &'a mut Cipher,
+    rules: &'a Rules,
+    mode: Mode,
+    /// Mapping keys from the root; joined with ':' they are the AAD.
+    keys: Vec<String>,
+    /// The same path with list indexes, for error messages.
+    steps: Vec<PathStep>,
+    comments: Vec<Vec<String>>,
+    mac: Sha512,
+    kept_comments: Vec<CommentWarning>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(cipher: &'a mut Cipher, rules: &'a Rules, mode: Mode) -> Self {
+        let mut mac = Sha512::new();
+        if rules.mac_only_encrypted {
+            mac.update(Sha256::digest(b"sops"));
+        }
+        Walk {
+            cipher,
+            rules,
+            mode,
+            keys: Vec::new(),
+            steps: Vec::new(),
+            comments: Vec::new(),
+            mac,
+            kept_comments: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Decrypted {
+        let digest = self.mac.finalize();
+        let mut mac = String::with_capacity(128);
+        for byte in digest {
+            mac.push_str(&format!("{byte:02X}"));
+        }
+        Decrypted {
+            mac,
+            kept_comments: self.kept_comments,
+        }
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        aad_of(&self.keys)
+    }
+
+    fn path(&self) -> String {
+        display_path(&self.steps)
+    }
+
+    fn map(&mut self, map: &mut Map) -> Result<(), CryptError> {
+        self.comments.push(Vec::new());
+        for item in &mut map.0 {
+            match item {
+                crate::tree::MapItem::Comment(c) => self.comment(c)?,
+                crate::tree::MapItem::Pair(pair) => {
+                    self.keys.push(pair.key.clone());
+                    self.steps.push(PathStep::Key(pair.key.clone()));
+                    let result = self.node(&mut pair.value);
+                    self.keys.pop();
+                    self.steps.pop();
+                    result?;
+                    self.clear_level();
+                }
+            }
+        }
+        self.comments.pop();
+        Ok(())
+    }
+
+    fn list(&mut self, list: &mut crate::tree::List) -> Result<(), CryptError> {
+        self.comments.push(Vec::new());
+        for (index, item) in list.0.iter_mut().enumerate() {
+            self.steps.push(PathStep::Index(index));
+            let result = match item {
+                ListItem::Comment(c) => self.comment(c),
+                ListItem::Node(node) => {
+                    // sops writes an encrypted comment inside a list as a plain list element.
+                    if self.mode == Mode::Decrypt && is_sealed_comment(node) {
+                        let Node::Scalar(Scalar {
+                            value: Value::Str(text),
+                            span,
+                        }) = node
+                        else {
+                            unreachable!()
+                        };
+                        let mut comment = Comment {
+                            text: std::mem::take(text),
+                            inline: false,
+                            span: span.take(),
+                        };
+                        let result = self.comment(&mut comment);
+                        *item = ListItem::Comment(comment);
+                        result
+                    } else {
+                        let result = self.node(node);
+                        self.clear_level();
+                        result
+                    }
+                }
+            };
+            self.steps.pop();
+            result?;
+        }
+        self.comments.pop();
+        Ok(())
+    }
+
+    fn clear_level(&mut self) {
+        if let Some(level) = self.comments.last_mut() {
+            level.clear();
+        }
+    }
+
+    fn node(&mut self, node: &mut Node) -> Result<(), CryptError> {
+        match node {
+            Node::Map(m) => self.map(m),
+            Node::List(l) => self.list(l),
+            Node::Scalar(s) => self.leaf(s),
+        }
+    }
+
+    fn leaf(&mut self, scalar: &mut Scalar) -> Result<(), CryptError> {
+        if scalar.value == Value::Null {
+            return Ok(());
+        }
+        let encrypted = self.rules.should_encrypt(&self.keys, &self.comments, false);
+        let hashed = encrypted || !self.rules.mac_only_encrypted;
+        match self.mode {
+            Mode::Encrypt => {
+                let plaintext = Zeroizing::new(scalar.value.canonical_bytes());
+                if hashed {
+                    self.mac.update(&plaintext);
+                }
+                if encrypted && !scalar.value.is_empty_string() {
+                    let sealed =
+                        self.cipher
+                            .seal(&plaintext, &self.aad(), scalar.value.type_name());
+                    scalar.value = Value::Str(sealed);
+                }
+            }
+            Mode::Decrypt => {
+                if encrypted {
+                    scalar.value = self.open_value(&scalar.value)?;
+                }
+                if hashed {
+                    self.mac
+                        .update(Zeroizing::new(scalar.value.canonical_bytes()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_value(&mut self, value: &Value) -> Result<Value, CryptError> {
+        let text = match value {
+            Value::Str(s) if s.is_empty() => return Ok(value.clone()),
+            Value::Str(s) => s,
+            _ => return Err(CryptError::NotEncrypted { path: self.path() }),
+        };
+        if !value::is_sealed(text) {
+            return Err(CryptError::NotEncrypted { path: self.path() });
+        }
+        let (type_name, plaintext) =
+            self.cipher
+                .open(text, &self.aad())
+                .map_err(|source| CryptError::Open {
+                    path: self.path(),
+                    source,
+                })?;
+        typed_value(&type_name, &plaintext).ok_or_else(|| {
+            if matches!(
+                type_name.as_str(),
+                "str" | "int" | "float" | "bool" | "time" | "bytes"
+            ) {
+                CryptError::BadPlaintext {
+                    path: self.path(),
+                    type_name,
+                }
+            } else {
+                CryptError::UnknownType {
+                    path: self.path(),
+                    type_name,
+                }
+            }
+        })
+    }
+
+    fn comment(&mut self, comment: &mut Comment) -> Result<(), CryptError> {
+        self.comments
+            .last_mut()
+            .expect("comments live inside a map or list")
+            .push(comment.text.clone());
+        let encrypted = self.rules.should_encrypt(&self.keys, &self.comments, true);
+        if !encrypted || comment.text.is_empty() {
+            return Ok(());
+        }
+        match self.mode {
+            Mode::Encrypt => {
+                let sealed = self
+                    .cipher
+                    .seal(comment.text.as_bytes(), &self.aad(), "comment");
+                if let Some(Selector::UnencryptedCommentRegex(p)) = &self.rules.selector {
+                    if p.is_match(&sealed) {
+                        return Err(CryptError::CommentMatchesRule { path: self.path() });
+                    }
+                }
+                comment.text = sealed;
+            }
+            Mode::Decrypt => match self.open_comment(&comment.text) {
+                Some(plaintext) => {
+                    *self
+                        .comments
+                        .last_mut()
+                        .and_then(|l| l.last_mut())
+                        .expect("pushed above") = plaintext.clone();
+                    comment.text = plaintext;
+                }
+                None => self
+                    .kept_comments
+                    .push(CommentWarning { path: self.path() }),
+            },
+        }
+        Ok(())
+    }
+
+    /// sops' YAML reader sometimes files a comment under a neighbouring collection (spec §15.2),
+    /// so the enclosing paths are tried too before a comment is kept as it is.
+    fn open_comment(&mut self, text: &str) -> Option<String> {
+        if !value::is_sealed(text) {
+            return None;
+        }
+        for depth in (0..=self.keys.len()).rev() {
+            if let Ok((_, plaintext)) = self.cipher.open(text, &aad_of(&self.keys[..depth])) {
+                return String::from_utf8(plaintext.to_vec()).ok();
+            }
+        }
+        None
+    }
+}
+
+fn aad_of(keys: &[String]) -> Vec<u8> {
+    let mut aad = keys.join(":").into_bytes();
+    aad.push(b':');
+    aad
+}
+
+fn is_sealed_comment(node: &Node) -> bool {
+    match node {
+        Node::Scalar(Scalar {
+            value: Value::Str(s),
+            ..
+        }) => value::is_sealed(s) && value::parse(s).is_ok_and(|p| p.type_name == "comment"),
+        _ => false,
+    }
+}
+
+/// Parses decrypted plaintext back into a typed value (spec §2.3, Go's parsers).
+fn typed_value(type_name: &str, plaintext: &[u8]) -> Option<Value> {
+    let text = || std::str::from_utf8(plaintext).ok();
+    Some(match type_name {
+        "str" => match std::str::from_utf8(plaintext) {
+            Ok(s) => Value::Str(s.to_string()),
+            Err(_) => Value::Bytes(plaintext.to_vec()),
+        },
+        "bytes" => Value::Bytes(plaintext.to_vec()),
+        "int" => Value::Int(text()?.parse().ok()?),
+        "float" => Value::Float(parse_go_float(text()?)?),
+        "bool" => Value::Bool(match text()? {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+            _ => return None,
+        }),
+        "time" => Value::Time(parse_time(text()?)?),
+        _ => return None,
+    })
+}
+
+fn parse_go_float(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => text.replace('_', "").parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! PGP through the `gpg` binary, as sops does.

@@ -1,0 +1,24 @@
+//! binary store (being written).
+
+use super::{Loaded, StoreError};
+use crate::tree::{Map, Tree};
+
+const FORMAT: &str = "binary";
+
+pub fn load(_input: &[u8]) -> Result<Loaded, StoreError> {
+    Err(StoreError::Emit {
+        format: FORMAT,
+        message: "not implemented yet".into(),
+    })
+}
+
+pub fn emit(
+    _tree: &Tree,
+    _metadata: Option<&Map>,
+    _indent: Option<usize>,
+) -> Result<Vec<u8>, StoreError> {
+    Err(StoreError::Emit {
+        format: FORMAT,
+        message: "not implemented yet".into(),
+    })
+}

@@ -1,0 +1,1 @@
+//! Nested ⇄ flat metadata keys for dotenv and INI (`__map_`/`__list_`).
