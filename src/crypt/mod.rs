@@ -6,6 +6,7 @@
 
 mod data_key;
 mod rules;
+pub mod shamir;
 pub mod value;
 
 pub use data_key::{DataKey, DATA_KEY_LEN};

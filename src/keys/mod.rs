@@ -2,6 +2,7 @@
 //! an [`Identity`] unwraps an entry it holds the key for. One module per key source.
 
 pub mod age;
+pub mod keyring;
 pub mod pgp;
 
 use zeroize::Zeroizing;
