@@ -321,9 +321,9 @@ mod tests {
             mac_only_encrypted: false,
         };
         // The attacker declares `password` unencrypted and replaces it with a clear value.
-        t.documents[0]
-            .get_mut("password")
-            .map(|n| *n = Node::scalar(Value::Str("letmein".into())));
+        if let Some(n) = t.documents[0].get_mut("password") {
+            *n = Node::scalar(Value::Str("letmein".into()));
+        }
         let keyring = Keyring::new(vec![Box::new(Plain)], DecryptionOrder::default());
         let err = open(reload(t, &sneaky), &keyring, OpenOptions::default())
             .err()

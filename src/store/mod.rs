@@ -33,6 +33,7 @@ pub enum Format {
 pub enum Layout {
     Yaml(yaml::Layout),
     Toml(toml::Layout),
+    Dotenv(dotenv::Layout),
 }
 
 /// A file as read: its tree, and the `sops` block if the file has one.

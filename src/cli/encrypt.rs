@@ -1,0 +1,123 @@
+//! `veil encrypt`: seal a plain file for its recipients.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use veil::document::{self, DocumentError};
+use veil::store::{Format, StoreError};
+
+use super::args::{FormatArgs, RecipientArgs, SelectorArgs};
+use super::io::{Input, Output};
+use super::{in_file, CliResult, Code, Failure, GlobalArgs};
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// Write the result back to FILE
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+    /// Write the result to this file
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub selectors: SelectorArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+    /// The file to encrypt (standard input if absent, `-` or /dev/stdin)
+    pub file: Option<PathBuf>,
+}
+
+pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
+    let input = Input::from_arg(args.file.as_deref());
+    let output = Output::choose(&input, args.in_place, args.output.as_deref())?;
+    input.require_existing()?;
+    if input.is_stdin() && args.format.filename_override.is_none() {
+        return Err(Failure::new(
+            Code::ConflictingParameters,
+            "Error: --filename-override is required when encrypting from stdin",
+        )
+        .with_hint("it names the file for format detection and .sops.yaml rules, e.g. --filename-override secrets.yaml"));
+    }
+    let in_format = super::input_format(&args.format, &input)?;
+    let out_format = super::output_format(&args.format, &input, in_format)?;
+    let bytes = input.read()?;
+    let mut loaded = in_format
+        .load(&bytes)
+        .map_err(|e| load_failure(&input, e))?;
+    if loaded.metadata.is_some() && in_format != Format::Binary {
+        return Err(Failure::new(
+            Code::FileAlreadyEncrypted,
+            in_file(&input, "the file is already encrypted"),
+        )
+        .with_hint(
+            "decrypt it first, or use `veil rotate` / `veil updatekeys` to change its keys",
+        ));
+    }
+    if loaded.tree.documents.is_empty() {
+        return Err(Failure::new(
+            Code::NeedAtLeastOneDocument,
+            in_file(&input, "the file cannot be completely empty"),
+        ));
+    }
+    let config = super::load_config(global)?;
+    let naming = super::naming_path(&args.format, &input).map(|p| p.to_path_buf());
+    let rule = match (&config, &naming) {
+        (Some(config), Some(path)) => config
+            .rule_for(path)
+            .map_err(|e| Failure::new(Code::Generic, e))?,
+        _ => None,
+    };
+    let plan = super::keys::encrypt_plan(
+        &args.recipients,
+        &args.selectors,
+        global,
+        rule,
+        in_format == Format::Binary,
+    )?;
+    let metadata =
+        document::encrypt(&mut loaded.tree, &plan).map_err(|e| encrypt_failure(&input, e))?;
+    let text = out_format
+        .emit(
+            &loaded.tree,
+            Some(&metadata.to_map()),
+            super::indent(config.as_ref(), global),
+        )
+        .map_err(|e| {
+            Failure::new(
+                Code::ErrorDumpingTree,
+                in_file(&input, format!("Could not marshal tree: {e}")),
+            )
+        })?;
+    output.write(&text)
+}
+
+fn load_failure(input: &Input, err: StoreError) -> Failure {
+    match err {
+        StoreError::Empty => Failure::new(
+            Code::NeedAtLeastOneDocument,
+            in_file(input, "the file cannot be completely empty"),
+        ),
+        StoreError::AlreadyEncrypted(_) => {
+            Failure::new(Code::FileAlreadyEncrypted, in_file(input, err))
+        }
+        other => Failure::new(
+            Code::CouldNotReadInputFile,
+            in_file(input, format!("Error unmarshalling file: {other}")),
+        ),
+    }
+}
+
+fn encrypt_failure(input: &Input, err: DocumentError) -> Failure {
+    let code = match err {
+        DocumentError::Encrypt(_) => Code::ErrorEncryptingTree,
+        _ => Code::Generic,
+    };
+    let failure = Failure::new(code, in_file(input, &err));
+    match err {
+        DocumentError::NoRecipients => {
+            failure.with_hint("e.g. veil encrypt --age age1… FILE; see README for .sops.yaml")
+        }
+        _ => failure,
+    }
+}

@@ -1,0 +1,216 @@
+//! Turning flags, environment and `.sops.yaml` into recipients (for new data keys) and a keyring
+//! (for opening files).
+
+use veil::config::{CreationRule, GroupSpec};
+use veil::crypt::{Rules, Selector};
+use veil::document::EncryptPlan;
+use veil::keys::keyring::{DecryptionOrder, Keyring};
+use veil::keys::{Identity, Recipient};
+
+use super::args::{RecipientArgs, SelectorArgs};
+use super::{env, CliResult, Code, Failure, GlobalArgs};
+
+/// Flag value, else environment variable.
+fn flag_or_env(flag: &Option<String>, var: &str) -> Option<String> {
+    flag.clone().filter(|v| !v.is_empty()).or_else(|| env(var))
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|s| s.trim().replace(' ', ""))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn key_failure(err: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::Generic, format!("Could not generate data key: {err}"))
+}
+
+fn age_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|r| {
+            veil::keys::age::AgeRecipient::parse(r)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+fn pgp_recipients(items: &[String]) -> Vec<Box<dyn Recipient>> {
+    items
+        .iter()
+        .map(|fp| Box::new(veil::keys::pgp::PgpRecipient::new(fp)) as Box<dyn Recipient>)
+        .collect()
+}
+
+fn unsupported(kind: &str) -> Failure {
+    Failure::new(
+        Code::Generic,
+        format!("{kind} keys are not available in this version of veil yet"),
+    )
+    .with_hint("use age or PGP recipients for now")
+}
+
+fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
+    if let Some((kind, _)) = group.unsupported.first() {
+        return Err(unsupported(kind));
+    }
+    let mut recipients = age_recipients(&group.age)?;
+    recipients.extend(pgp_recipients(&group.pgp));
+    Ok(recipients)
+}
+
+/// Recipients, threshold and selector for a new file: key flags (or their environment variables)
+/// replace the rule's keys entirely; selector and threshold flags override the rule's.
+pub fn encrypt_plan(
+    recipients: &RecipientArgs,
+    selectors: &SelectorArgs,
+    global: &GlobalArgs,
+    rule: Option<&CreationRule>,
+    binary: bool,
+) -> CliResult<EncryptPlan> {
+    let age = flag_or_env(&recipients.age, "SOPS_AGE_RECIPIENTS")
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
+    let pgp = flag_or_env(&recipients.pgp, "SOPS_PGP_FP")
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
+    for (flag, var, kind) in [
+        (&recipients.kms, "SOPS_KMS_ARN", "AWS KMS"),
+        (&recipients.gcp_kms, "SOPS_GCP_KMS_IDS", "GCP KMS"),
+        (
+            &recipients.azure_kv,
+            "SOPS_AZURE_KEYVAULT_URLS",
+            "Azure Key Vault",
+        ),
+        (
+            &recipients.hc_vault_transit,
+            "SOPS_VAULT_URIS",
+            "HashiCorp Vault",
+        ),
+        (
+            &recipients.hckms,
+            "SOPS_HUAWEICLOUD_KMS_IDS",
+            "HuaweiCloud KMS",
+        ),
+    ] {
+        if flag_or_env(flag, var).is_some() {
+            return Err(unsupported(kind));
+        }
+    }
+    let groups = if !age.is_empty() || !pgp.is_empty() {
+        let mut group = age_recipients(&age)?;
+        group.extend(pgp_recipients(&pgp));
+        vec![group]
+    } else if let Some(rule) = rule {
+        rule.key_groups
+            .iter()
+            .filter(|g| !g.is_empty())
+            .map(group_recipients)
+            .collect::<CliResult<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+    let shamir_threshold = recipients
+        .shamir_secret_sharing_threshold
+        .or(rule.map(|r| r.shamir_threshold))
+        .unwrap_or(0);
+    let rules = if binary {
+        Rules {
+            selector: None,
+            mac_only_encrypted: false,
+        }
+    } else {
+        Rules {
+            selector: selector(selectors, global, rule)?,
+            mac_only_encrypted: global.mac_only_encrypted
+                || rule.is_some_and(|r| r.mac_only_encrypted),
+        }
+    };
+    Ok(EncryptPlan {
+        groups,
+        shamir_threshold,
+        rules,
+    })
+}
+
+/// The one selector in effect. Each selector field is taken from the flag, else the rule; two
+/// different fields set is an error (sops: "Cannot use more than one of …", exit 8).
+fn selector(
+    flags: &SelectorArgs,
+    global: &GlobalArgs,
+    rule: Option<&CreationRule>,
+) -> CliResult<Option<Selector>> {
+    let from_flags: Vec<Selector> = [
+        ("unencrypted_suffix", &flags.unencrypted_suffix),
+        ("encrypted_suffix", &flags.encrypted_suffix),
+        ("unencrypted_regex", &flags.unencrypted_regex),
+        ("encrypted_regex", &flags.encrypted_regex),
+        (
+            "unencrypted_comment_regex",
+            &global.unencrypted_comment_regex,
+        ),
+        ("encrypted_comment_regex", &global.encrypted_comment_regex),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .and_then(|v| Selector::from_field(field, v))
+    })
+    .collect();
+    let mut chosen: Vec<Selector> = from_flags.clone();
+    if let Some(rule_selector) = rule.and_then(|r| r.selector.clone()) {
+        if !chosen.iter().any(|s| s.field() == rule_selector.field()) {
+            chosen.push(rule_selector);
+        }
+    }
+    if chosen.len() > 1 {
+        let names: Vec<_> = chosen.iter().map(|s| s.field()).collect();
+        return Err(Failure::new(
+            Code::ConflictingParameters,
+            format!(
+                "Cannot use more than one of {} (from flags and .sops.yaml)",
+                names.join(", ")
+            ),
+        ));
+    }
+    for s in &chosen {
+        if let Selector::UnencryptedRegex(p)
+        | Selector::EncryptedRegex(p)
+        | Selector::UnencryptedCommentRegex(p)
+        | Selector::EncryptedCommentRegex(p) = s
+        {
+            if !p.is_valid() {
+                return Err(Failure::new(
+                    Code::Generic,
+                    format!(
+                        "--{} {:?} is not a valid regular expression",
+                        s.field().replace('_', "-"),
+                        p.source
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(chosen.pop().or(Rules::default().selector))
+}
+
+/// The identities this process has (age keys, gpg), and the order to try keys in.
+pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
+    let order = match order_flag
+        .map(String::from)
+        .or_else(|| env("SOPS_DECRYPTION_ORDER"))
+    {
+        Some(text) => DecryptionOrder::parse(&text)
+            .map_err(|e| Failure::new(Code::DuplicateDecryptionKeyType, e))?,
+        None => DecryptionOrder::default(),
+    };
+    let identities: Vec<Box<dyn Identity>> = vec![
+        Box::new(veil::keys::age::AgeIdentities::from_process_env()),
+        Box::new(veil::keys::pgp::GpgIdentity::from_process_env()),
+    ];
+    Ok(Keyring::new(identities, order))
+}
