@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Times veil and rops on the same inputs: median wall time of N runs and each run's peak RSS.
+
+Every run is a fresh process; its peak RSS comes from wait4's rusage, so it is that process's own
+figure. Each tool decrypts what it encrypted itself.
+"""
+import argparse, os, statistics, subprocess, sys, time
+
+
+def run(argv, stdin_path=None, env=None):
+    """Runs one command, output discarded; returns (seconds, peak RSS in KiB)."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if stdin_path:
+        stdin.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr.read().decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss
+
+
+def measure(argv, runs, stdin_path=None, env=None):
+    results = [run(argv, stdin_path, env) for _ in range(runs)]
+    return statistics.median(r[0] for r in results), max(r[1] for r in results)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--veil", required=True)
+    p.add_argument("--rops", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--formats", nargs="+", default=["yaml", "json"])
+    p.add_argument("--runs", type=int, default=5)
+    a = p.parse_args()
+
+    key_file = os.path.join(a.work, "bench-key.txt")
+    if not os.path.exists(key_file):
+        subprocess.run(["age-keygen", "-o", key_file], check=True, stderr=subprocess.DEVNULL)
+    lines = open(key_file).read().splitlines()
+    recipient = next(l.split(": ")[1] for l in lines if l.startswith("# public key: "))
+    secret = next(l for l in lines if l.startswith("AGE-SECRET-KEY-"))
+    base_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.path.abspath(a.work)}
+    veil_env = dict(base_env, SOPS_AGE_KEY=secret)
+    rops_env = dict(base_env, ROPS_AGE=secret)
+
+    rows = []
+    for size in a.sizes:
+        for fmt in a.formats:
+            plain = os.path.join(a.work, f"plain-{size}.{fmt}")
+            if not os.path.exists(plain):
+                with open(plain, "wb") as out:
+                    subprocess.run([sys.executable, a.corpus, str(size), fmt], stdout=out, check=True)
+            veil_enc = os.path.join(a.work, f"veil-{size}.enc.{fmt}")
+            rops_enc = os.path.join(a.work, f"rops-{size}.enc.{fmt}")
+            with open(veil_enc, "wb") as out:
+                subprocess.run([a.veil, "encrypt", "--age", recipient, plain], stdout=out, check=True, env=veil_env)
+            with open(rops_enc, "wb") as out:
+                subprocess.run([a.rops, "encrypt", "--age", recipient, "--format", fmt], stdin=open(plain, "rb"), stdout=out, check=True, env=rops_env)
+            size_kib = os.path.getsize(plain) / 1024
+            cases = [
+                ("encrypt", [a.veil, "encrypt", "--age", recipient, plain], None, veil_env,
+                 [a.rops, "encrypt", "--age", recipient, "--format", fmt], plain, rops_env),
+                ("decrypt", [a.veil, "decrypt", veil_enc], None, veil_env,
+                 [a.rops, "decrypt", "--format", fmt], rops_enc, rops_env),
+            ]
+            for op, v_argv, v_in, v_env, r_argv, r_in, r_env in cases:
+                v_time, v_rss = measure(v_argv, a.runs, v_in, v_env)
+                r_time, r_rss = measure(r_argv, a.runs, r_in, r_env)
+                rows.append((f"{size:,}", fmt, op, size_kib, v_time, v_rss, r_time, r_rss))
+                print(f"  {size} {fmt} {op}: veil {v_time*1000:.0f} ms, rops {r_time*1000:.0f} ms", file=sys.stderr)
+
+    # A 10-value file decrypted with an age key: the everyday case.
+    small = os.path.join(a.work, "plain-10.yaml")
+    with open(small, "wb") as out:
+        subprocess.run([sys.executable, a.corpus, "10", "yaml"], stdout=out, check=True)
+    small_enc = os.path.join(a.work, "veil-10.enc.yaml")
+    with open(small_enc, "wb") as out:
+        subprocess.run([a.veil, "encrypt", "--age", recipient, small], stdout=out, check=True, env=veil_env)
+    small_time, small_rss = measure([a.veil, "decrypt", small_enc], 21, None, veil_env)
+
+    print(f"| values | format | op | input | veil | veil peak RSS | rops 0.1.7 | rops peak RSS | veil speed-up |")
+    print(f"|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    for values, fmt, op, kib, vt, vr, rt, rr in rows:
+        print(f"| {values} | {fmt} | {op} | {kib/1024:.1f} MiB | {vt*1000:.0f} ms | {vr/1024:.1f} MiB | "
+              f"{rt*1000:.0f} ms | {rr/1024:.1f} MiB | {rt/vt:.1f}x |")
+    print()
+    print(f"10-value YAML decrypt with an age key (median of 21): {small_time*1000:.1f} ms, peak RSS {small_rss/1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
