@@ -226,6 +226,19 @@ pub fn open_with_key(
     })
 }
 
+/// Encrypts an opened tree again under its own data key (edit, set, unset). Opened with
+/// `remember_ivs`, every unchanged value gets back its exact ciphertext, so the file's diff shows
+/// only what changed plus `lastmodified` and `mac`. The version becomes veil's, as sops bumps it.
+pub fn seal(mut opened: Opened) -> Result<(Tree, Metadata), DocumentError> {
+    let mac = crypt::encrypt_tree(&mut opened.tree, &mut opened.cipher, &opened.metadata.rules)
+        .map_err(DocumentError::Encrypt)?;
+    let lastmodified = now();
+    opened.metadata.mac = crypt::seal_mac(&mut opened.cipher, &mac, &lastmodified);
+    opened.metadata.lastmodified = lastmodified;
+    opened.metadata.version = FORMAT_VERSION.to_string();
+    Ok((opened.tree, opened.metadata))
+}
+
 /// Whether a loaded file counts as encrypted for `filestatus`: sops requires both a version and
 /// a MAC in its metadata.
 pub fn is_encrypted(loaded: &Loaded) -> bool {
@@ -329,6 +342,41 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, DocumentError::MacMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn sealing_again_keeps_unchanged_ciphertexts() {
+        let mut t = tree();
+        let metadata = encrypt(&mut t, &plan(1)).unwrap();
+        let before = t.documents[0].clone();
+        let keyring = Keyring::new(vec![Box::new(Plain)], DecryptionOrder::default());
+        let options = OpenOptions {
+            remember_ivs: true,
+            ..OpenOptions::default()
+        };
+        let mut opened = open(reload(t, &metadata), &keyring, options).unwrap();
+        if let Some(n) = opened.tree.documents[0].get_mut("port") {
+            *n = Node::scalar(Value::Int(6543));
+        }
+        let (sealed, new_metadata) = seal(opened).unwrap();
+        let after = &sealed.documents[0];
+        assert_eq!(
+            after.get("password"),
+            before.get("password"),
+            "unchanged value, same bytes"
+        );
+        assert_ne!(after.get("port"), before.get("port"));
+        assert_ne!(new_metadata.mac, metadata.mac);
+        let reopened = open(
+            reload(sealed, &new_metadata),
+            &keyring,
+            OpenOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            reopened.tree.documents[0].get("port"),
+            Some(&Node::scalar(Value::Int(6543)))
+        );
     }
 
     #[test]

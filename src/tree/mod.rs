@@ -5,6 +5,7 @@
 //! from in the source text ([`Span`]), so a store can write a document back with its original
 //! layout and change only the values.
 
+pub mod edit;
 mod path;
 mod value;
 
