@@ -42,10 +42,12 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
     let in_format = super::input_format(&args.format, &input)?;
     let out_format = super::output_format(&args.format, &input, in_format)?;
     let bytes = input.read()?;
-    let mut loaded = in_format
-        .load(&bytes)
-        .map_err(|e| load_failure(&input, e))?;
-    if loaded.metadata.is_some() && in_format != Format::Binary {
+    // sops encrypts any file's raw bytes in binary mode, even one that looks like an envelope.
+    let mut loaded = match in_format {
+        Format::Binary => veil::store::binary::load_plain(&bytes),
+        format => format.load(&bytes).map_err(|e| load_failure(&input, e))?,
+    };
+    if loaded.metadata.is_some() {
         return Err(Failure::new(
             Code::FileAlreadyEncrypted,
             in_file(&input, "the file is already encrypted"),

@@ -1,31 +1,96 @@
-//! json store (being written).
+//! The JSON store (spec §6.2): a top-level object, read with member order and duplicate names
+//! kept, written exactly as sops writes it.
+//!
+//! Reading ([`read`]) is a purpose-built parser rather than serde_json, because sops keeps
+//! duplicate members and veil's errors must name a line and column without quoting values.
+//! Writing ([`write`]) reproduces Go's `encoding/json` escaping and float text and `json.Indent`
+//! layout, so a file veil writes diffs cleanly against one sops wrote.
+//!
+//! The `sops` metadata block is the top-level member `sops` (spec §5.5): [`load`] takes it out
+//! of the tree, [`emit`] appends it as the last member.
+
+mod read;
+mod write;
+
+#[cfg(test)]
+pub(super) mod tests;
 
 use super::{Loaded, StoreError};
-use crate::tree::{Map, Tree};
+use crate::tree::{Map, MapItem, Node, Tree};
+use write::Writer;
 
 const FORMAT: &str = "json";
 
-pub fn load(_input: &[u8]) -> Result<Loaded, StoreError> {
-    Err(StoreError::Emit {
-        format: FORMAT,
-        message: "not implemented yet".into(),
+/// The top-level member that holds the metadata.
+const METADATA_KEY: &str = "sops";
+
+/// Reads a JSON file, plain or encrypted, splitting off its `sops` member as the metadata.
+pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {
+    let mut document = read::parse_document(input)?;
+    let metadata = take_metadata(&mut document)?;
+    Ok(Loaded {
+        tree: Tree {
+            documents: vec![document],
+            layout: None,
+        },
+        metadata,
     })
 }
 
+/// Removes the top-level `sops` member. Its value is handed over whatever its type, so that
+/// the metadata reader reports a malformed block and encryption still sees the file as
+/// encrypted; a second `sops` member is ambiguous and refused, as sops does.
+fn take_metadata(document: &mut Map) -> Result<Option<Node>, StoreError> {
+    let count = document.pairs().filter(|p| p.key == METADATA_KEY).count();
+    if count > 1 {
+        return Err(StoreError::Structure {
+            path: METADATA_KEY.into(),
+            message: "the top-level sops metadata entry appears more than once".into(),
+        });
+    }
+    Ok(document.remove(METADATA_KEY))
+}
+
+/// Writes the first document as sops does, with the metadata block as its last member when
+/// given. `indent`: `None` is a tab (sops' default), `Some(n)` n spaces. Ends with a newline.
 pub fn emit(
-    _tree: &Tree,
-    _metadata: Option<&Map>,
-    _indent: Option<usize>,
+    tree: &Tree,
+    metadata: Option<&Map>,
+    indent: Option<usize>,
 ) -> Result<Vec<u8>, StoreError> {
-    Err(StoreError::Emit {
-        format: FORMAT,
-        message: "not implemented yet".into(),
-    })
+    // JSON holds one document: sops writes only the first branch of a multi-document tree.
+    let empty = Map::new();
+    let document = tree.documents.first().unwrap_or(&empty);
+    let mut writer = Writer::new(indent, estimated_size(document));
+    writer
+        .object(document, metadata.map(|m| (METADATA_KEY, m)), 0)
+        .map_err(|e| emit_error(e.describe()))?;
+    writer.out.push(b'\n');
+    Ok(writer.out)
 }
 
-pub fn emit_node(_node: &crate::tree::Node, _indent: Option<usize>) -> Result<Vec<u8>, StoreError> {
-    Err(StoreError::Emit {
+/// Writes one value on its own (`--extract` of a list or scalar), as sops' `EmitValue`: the
+/// same layout as in a document, without a trailing newline.
+pub fn emit_node(node: &Node, indent: Option<usize>) -> Result<Vec<u8>, StoreError> {
+    let mut writer = Writer::new(indent, 256);
+    writer.node(node, 0).map_err(|e| emit_error(e.describe()))?;
+    Ok(writer.out)
+}
+
+fn emit_error(message: String) -> StoreError {
+    StoreError::Emit {
         format: FORMAT,
-        message: "not implemented yet".into(),
-    })
+        message,
+    }
+}
+
+/// A starting buffer size from the top level alone (ENC strings are ~100 bytes each), so small
+/// files allocate once and large ones grow in few steps without a sizing walk over the tree.
+fn estimated_size(document: &Map) -> usize {
+    let members = document
+        .0
+        .iter()
+        .filter(|item| matches!(item, MapItem::Pair(_)))
+        .count();
+    (members * 128 + 4096).min(1 << 24)
 }

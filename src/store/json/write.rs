@@ -1,0 +1,246 @@
+//! The JSON emitter: byte for byte what sops writes (its hand-built `encodeTree` passed through
+//! Go's `json.Indent`), straight into one buffer.
+//!
+//! Go's layout: `{`/`[` then one member per line at one more indent level, `": "` between key and
+//! value, `{}` and `[]` when empty; comments are skipped. Strings are escaped as Go's
+//! `json.Marshal` does with HTML escaping on, floats use its `'f'`/`'e'` switch.
+
+use super::read::MAX_DEPTH;
+use crate::crypt::display_path;
+use crate::tree::{format_time, ListItem, Map, Node, PathStep, Value};
+
+/// Why a tree could not be written: a message and the key path, innermost step first (filled in
+/// while the error travels up, so the happy path builds no paths).
+pub(super) struct WriteError {
+    reversed_path: Vec<PathStep>,
+    message: &'static str,
+}
+
+impl WriteError {
+    fn new(message: &'static str) -> Self {
+        WriteError {
+            reversed_path: Vec::new(),
+            message,
+        }
+    }
+
+    fn under(mut self, step: PathStep) -> Self {
+        self.reversed_path.push(step);
+        self
+    }
+
+    /// `message at ["a"]["b"]`.
+    pub(super) fn describe(mut self) -> String {
+        self.reversed_path.reverse();
+        format!("{} at {}", self.message, display_path(&self.reversed_path))
+    }
+}
+
+pub(super) struct Writer {
+    pub(super) out: Vec<u8>,
+    /// One level of indentation: a tab or n spaces.
+    unit: Vec<u8>,
+}
+
+impl Writer {
+    pub(super) fn new(indent: Option<usize>, capacity: usize) -> Self {
+        Writer {
+            out: Vec::with_capacity(capacity),
+            unit: match indent {
+                None => b"\t".to_vec(),
+                Some(n) => vec![b' '; n],
+            },
+        }
+    }
+
+    fn newline(&mut self, depth: usize) {
+        self.out.push(b'\n');
+        for _ in 0..depth {
+            self.out.extend_from_slice(&self.unit);
+        }
+    }
+
+    /// An object from the map's pairs, plus `extra` as its last member (the `sops` block).
+    pub(super) fn object(
+        &mut self,
+        map: &Map,
+        extra: Option<(&str, &Map)>,
+        depth: usize,
+    ) -> Result<(), WriteError> {
+        if depth >= MAX_DEPTH {
+            return Err(WriteError::new("the tree is nested too deeply"));
+        }
+        self.out.push(b'{');
+        let mut empty = true;
+        for pair in map.pairs() {
+            self.member_key(&pair.key, empty, depth);
+            empty = false;
+            self.node(&pair.value, depth + 1)
+                .map_err(|e| e.under(PathStep::Key(pair.key.clone())))?;
+        }
+        if let Some((key, extra_map)) = extra {
+            self.member_key(key, empty, depth);
+            empty = false;
+            self.object(extra_map, None, depth + 1)
+                .map_err(|e| e.under(PathStep::Key(key.to_string())))?;
+        }
+        if !empty {
+            self.newline(depth);
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    /// The separator, line break and `"key": ` before a member's value.
+    fn member_key(&mut self, key: &str, first: bool, depth: usize) {
+        if !first {
+            self.out.push(b',');
+        }
+        self.newline(depth + 1);
+        self.string(key.as_bytes());
+        self.out.extend_from_slice(b": ");
+    }
+
+    fn array(&mut self, items: &[ListItem], depth: usize) -> Result<(), WriteError> {
+        if depth >= MAX_DEPTH {
+            return Err(WriteError::new("the tree is nested too deeply"));
+        }
+        self.out.push(b'[');
+        let mut index = 0;
+        for item in items {
+            let ListItem::Node(node) = item else { continue };
+            if index > 0 {
+                self.out.push(b',');
+            }
+            self.newline(depth + 1);
+            self.node(node, depth + 1)
+                .map_err(|e| e.under(PathStep::Index(index)))?;
+            index += 1;
+        }
+        if index > 0 {
+            self.newline(depth);
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    pub(super) fn node(&mut self, node: &Node, depth: usize) -> Result<(), WriteError> {
+        match node {
+            Node::Map(map) => self.object(map, None, depth),
+            Node::List(list) => self.array(&list.0, depth),
+            Node::Scalar(scalar) => self.value(&scalar.value),
+        }
+    }
+
+    fn value(&mut self, value: &Value) -> Result<(), WriteError> {
+        match value {
+            Value::Null => self.out.extend_from_slice(b"null"),
+            Value::Bool(true) => self.out.extend_from_slice(b"true"),
+            Value::Bool(false) => self.out.extend_from_slice(b"false"),
+            Value::Int(int) => self.out.extend_from_slice(int.to_string().as_bytes()),
+            Value::Float(float) => {
+                let text = go_json_float(*float)
+                    .ok_or_else(|| WriteError::new("NaN and infinity cannot be written as JSON"))?;
+                self.out.extend_from_slice(text.as_bytes());
+            }
+            Value::Str(text) => self.string(text.as_bytes()),
+            // sops holds binary data as a Go string; json.Marshal writes its invalid UTF-8
+            // bytes as \ufffd, and so does `string`.
+            Value::Bytes(bytes) => self.string(bytes),
+            Value::Time(time) => self.string(format_time(time).as_bytes()),
+        }
+        Ok(())
+    }
+
+    /// A quoted string, escaped as Go's `json.Marshal` (HTML-safe) does.
+    pub(super) fn string(&mut self, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.out.reserve(bytes.len() + 2);
+        self.out.push(b'"');
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // Copy the longest run that needs no escaping in one go.
+            let safe = rest
+                .iter()
+                .position(|&b| needs_escape(b))
+                .unwrap_or(rest.len());
+            self.out.extend_from_slice(&rest[..safe]);
+            rest = &rest[safe..];
+            let Some(&b) = rest.first() else { break };
+            if b < 0x80 {
+                match b {
+                    b'"' => self.out.extend_from_slice(b"\\\""),
+                    b'\\' => self.out.extend_from_slice(b"\\\\"),
+                    0x08 => self.out.extend_from_slice(b"\\b"),
+                    0x0C => self.out.extend_from_slice(b"\\f"),
+                    b'\n' => self.out.extend_from_slice(b"\\n"),
+                    b'\r' => self.out.extend_from_slice(b"\\r"),
+                    b'\t' => self.out.extend_from_slice(b"\\t"),
+                    // Other control characters and the HTML-sensitive <, >, &.
+                    _ => self.out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xF)],
+                    ]),
+                }
+                rest = &rest[1..];
+                continue;
+            }
+            let width = utf8_width(rest);
+            match width.and_then(|w| std::str::from_utf8(&rest[..w]).ok()) {
+                Some("\u{2028}") => self.out.extend_from_slice(b"\\u2028"),
+                Some("\u{2029}") => self.out.extend_from_slice(b"\\u2029"),
+                Some(ch) => self.out.extend_from_slice(ch.as_bytes()),
+                None => {
+                    self.out.extend_from_slice(b"\\ufffd");
+                    rest = &rest[1..];
+                    continue;
+                }
+            }
+            rest = &rest[width.unwrap_or(1)..];
+        }
+        self.out.push(b'"');
+    }
+}
+
+/// Bytes the string escaper must look at: ASCII that Go escapes, and every non-ASCII byte
+/// (to check UTF-8 and catch U+2028/U+2029).
+fn needs_escape(b: u8) -> bool {
+    !(0x20..0x80).contains(&b) || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
+}
+
+/// The length of the UTF-8 sequence a non-ASCII lead byte announces, if the input holds it.
+fn utf8_width(bytes: &[u8]) -> Option<usize> {
+    let width = match bytes.first()? {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    (bytes.len() >= width).then_some(width)
+}
+
+/// Go's `encoding/json` float text: shortest round-trip digits, plain notation unless the
+/// magnitude is below 1e-6 or at least 1e21, then exponent form with a signed exponent of at
+/// least one digit (`1e-7`, `1e+21`). `None` for NaN and infinities, which JSON cannot hold.
+pub(super) fn go_json_float(float: f64) -> Option<String> {
+    if !float.is_finite() {
+        return None;
+    }
+    let magnitude = float.abs();
+    if magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
+        let text = format!("{float:e}");
+        // Rust writes `1e21`, Go `1e+21`; negative exponents already agree (`1e-7`).
+        Some(match text.split_once('e') {
+            Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+                format!("{mantissa}e+{exponent}")
+            }
+            _ => text,
+        })
+    } else {
+        Some(format!("{float}"))
+    }
+}
