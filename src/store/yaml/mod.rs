@@ -1,0 +1,143 @@
+//! The YAML store: reads YAML streams as sops does, and writes them back keeping their layout.
+//!
+//! Reading (`read`) follows sops' YAML library, yaml.v3 (spec §6.1): one [`Map`] per document,
+//! plain scalars typed by yaml.v3's rules (`resolve`), aliases expanded, comments filed where
+//! sops files them (their container decides the AAD of an encrypted comment), the top-level
+//! `sops` entry split off as metadata. Every scalar and comment keeps its source span.
+//!
+//! Writing has two paths:
+//! * `splice`: when the tree still has the structure it was read with, the original text is
+//!   copied and only the changed scalars and comments are replaced, each in its original style;
+//!   the old `sops` block is cut out and the new one appended to each document. Encrypting and
+//!   then decrypting an ordinary file therefore gives back the same bytes.
+//! * `write`: otherwise (or for trees built elsewhere) fresh YAML in sops' own style.
+//!
+//! What a splice cannot give back as written, because the ciphertext keeps only the value:
+//! non-canonical numbers and bools (`1.50`, `0x1F`, `0755`, `TRUE`), date-only timestamps
+//! (back as `2024-01-01T00:00:00Z`), folded blocks of several lines (back as literal blocks),
+//! single-quoted strings inside flow collections (back plain: a plain flow value is sealed in
+//! single quotes), and inline comments inside lists once encrypted (back on their own line).
+//! Collection aliases, a comment on a block scalar's header line next to a changed value, and
+//! a flow top-level mapping that must take a `sops` block make the writer fall back to fresh
+//! YAML.
+
+mod read;
+mod resolve;
+mod splice;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::{Loaded, StoreError};
+use crate::tree::{Map, Node, Tree, Value};
+
+/// Reads a YAML stream: its documents and the first document's `sops` block.
+pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {
+    let source = std::str::from_utf8(input).map_err(|e| {
+        let valid = &input[..e.valid_up_to()];
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        StoreError::Syntax {
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+            column: String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1,
+            message: "the file is not valid UTF-8".into(),
+        }
+    })?;
+    let read = read::read(source)?;
+    let layout = Layout {
+        source: Arc::from(source),
+        documents: read.layouts,
+        shape: read.shape,
+    };
+    Ok(Loaded {
+        tree: Tree {
+            documents: read.documents,
+            layout: Some(super::Layout::Yaml(layout)),
+        },
+        metadata: read.metadata,
+    })
+}
+
+/// Where each document, value, comment and `sops` block stood in the source, so that an
+/// unchanged structure can be written back with the original layout.
+#[derive(Clone, Default)]
+pub struct Layout {
+    source: Arc<str>,
+    documents: Vec<DocumentLayout>,
+    shape: Shape,
+}
+
+#[derive(Clone)]
+struct DocumentLayout {
+    /// Where a new `sops` block goes: after the document's last line.
+    insert_at: usize,
+    /// Column of the top-level keys.
+    top_indent: usize,
+    /// The top-level mapping is a block mapping (a flow one cannot take a `sops:` line).
+    top_block: bool,
+    /// The old `sops` entry, whole lines.
+    sops: Option<Range<usize>>,
+}
+
+/// The tree as read, flattened in walk order, to recognise an unchanged structure.
+#[derive(Clone, Default)]
+struct Shape(Arc<[Step]>);
+
+enum Step {
+    /// A mapping or list begins.
+    Open,
+    Close,
+    Key(String),
+    Leaf(Leaf),
+    /// A leaf without a source position (a copied alias target).
+    Unplaced,
+    EndDocument,
+}
+
+/// A scalar or comment as read.
+struct Leaf {
+    start: usize,
+    original: Original,
+    context: read::LeafContext,
+}
+
+enum Original {
+    Value(Value),
+    Comment(String),
+}
+
+/// Writes the documents, each followed by `metadata` when given, keeping the source layout
+/// when the tree still matches it.
+pub fn emit(
+    tree: &Tree,
+    metadata: Option<&Map>,
+    indent: super::Indent,
+) -> Result<Vec<u8>, StoreError> {
+    let step = indent_step(indent);
+    if let Some(super::Layout::Yaml(layout)) = &tree.layout {
+        if let Some(text) = splice::splice(&tree.documents, layout, metadata, step) {
+            return Ok(text.into_bytes());
+        }
+    }
+    Ok(write::stream(&tree.documents, metadata, step).into_bytes())
+}
+
+/// Writes one node as a YAML document (`--extract` of a list or a non-string scalar).
+pub fn emit_node(node: &Node, indent: super::Indent) -> Result<Vec<u8>, StoreError> {
+    Ok(write::node_document(node, indent_step(indent)).into_bytes())
+}
+
+/// yaml.v3 accepts indents of 2 to 9 and uses 2 for anything else.
+fn indent_step(indent: super::Indent) -> usize {
+    if (2..=9).contains(&indent.yaml) {
+        indent.yaml
+    } else {
+        2
+    }
+}

@@ -1,0 +1,819 @@
+//! YAML text → [`Map`] documents, placing comments where sops' YAML reader places them and
+//! recording where every value and comment stood.
+//!
+//! sops (yaml.v3) attaches comments to nodes as head, line and foot comments; sops then turns
+//! them into comment items of the mapping or list that holds the node (spec §6.1.2), and that
+//! container's key path is the comment's AAD. The event parser reports comments in source order
+//! without such attachment, so this module reproduces yaml.v3's result from positions:
+//! * a comment on its own line is held until the next node: if a collection closes first and
+//!   the comment is indented at least as deep as that collection, it is that collection's foot
+//!   comment; otherwise it is a head comment of the next node, filed in the collection holding
+//!   that node (or, when the next node is a mapping's nested collection value, inside it);
+//! * an end-of-line comment goes just before the item on its line, flagged `inline`; after a
+//!   bare `key:` or `-` it becomes a head comment of the nested value.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use base64::Engine;
+use granit_parser::{Event, Marker, Parser, Placement, ScalarStyle, StructureStyle, Tag};
+
+use super::resolve::{resolve_plain, ResolveError};
+use super::{DocumentLayout, Leaf, Original, Shape, Step};
+use crate::crypt::display_path;
+use crate::store::StoreError;
+use crate::tree::{
+    Comment, List, ListItem, Map, MapItem, Node, Pair, PathStep, Scalar, Span, Style, Value,
+};
+
+/// What [`read`] found: the documents (without their `sops` entries), the first `sops` entry,
+/// and the layout facts the splicing writer needs.
+pub(super) struct Read {
+    pub documents: Vec<Map>,
+    pub metadata: Option<Node>,
+    pub layouts: Vec<DocumentLayout>,
+    pub shape: Shape,
+}
+
+/// Parses a whole YAML stream.
+pub(super) fn read(source: &str) -> Result<Read, StoreError> {
+    let options = granit_parser::options! {
+        // libyaml (and so yaml.v3) adds no line feed to a block scalar ending the input.
+        block_scalar_eof_without_line_feed: true,
+        // A long run of comment lines is ordinary in configuration files.
+        max_buffered_comment_events: 1 << 20,
+    };
+    let mut reader = Reader::new(source);
+    for event in Parser::new_from_str_with_options(source, options) {
+        let (event, span) = event.map_err(|e| StoreError::Syntax {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info(),
+        })?;
+        let at = Position {
+            start: offset(&span.start),
+            end: offset(&span.end),
+            line: span.start.line(),
+            end_line: span.end.line(),
+            column: span.start.col(),
+            indent: span.indent,
+        };
+        let tag_range = span.tag_span().map(|t| offset(&t.start)..offset(&t.end));
+        reader.event(event, at, tag_range)?;
+    }
+    reader.finish()
+}
+
+fn offset(marker: &Marker) -> usize {
+    marker.byte_offset().unwrap_or(marker.index())
+}
+
+#[derive(Clone, Copy)]
+struct Position {
+    start: usize,
+    end: usize,
+    line: usize,
+    end_line: usize,
+    column: usize,
+    /// Content indentation, reported for block scalars.
+    indent: Option<usize>,
+}
+
+/// Where a leaf stands, as the writer needs it to put new text in its place.
+#[derive(Clone, Copy, Default)]
+pub(super) struct LeafContext {
+    /// Inside a flow collection, where `,[]{}` end a plain scalar.
+    pub in_flow: bool,
+    /// Column of the enclosing block collection (its keys, or its `-` indicators).
+    pub parent_indent: usize,
+    /// For an element of a block list: the column of its `-`.
+    pub list_dash: Option<usize>,
+    /// An expanded alias: always rewritten, so no alias survives over a changed value.
+    pub alias: bool,
+}
+
+struct Frame {
+    body: Body,
+    /// Column of the keys (mapping) or `-` indicators (sequence).
+    indent: usize,
+    flow: bool,
+    anchor: usize,
+    /// Line on which the last item ended, for end-of-line comments.
+    last_line: usize,
+    /// Keys seen so far, for the duplicate check (first document only, as sops).
+    seen: Option<HashSet<String>>,
+}
+
+enum Body {
+    Map(Map, Option<PendingKey>),
+    List(List),
+}
+
+struct PendingKey {
+    key: String,
+    line: usize,
+    start: usize,
+}
+
+struct PendingComment {
+    comment: Comment,
+    column: usize,
+    /// An end-of-line comment after a bare `-`: it belongs to the element's content.
+    into_collection: bool,
+}
+
+struct Reader<'s> {
+    source: &'s str,
+    frames: Vec<Frame>,
+    pending: Vec<PendingComment>,
+    anchors: HashMap<usize, Node>,
+    contexts: HashMap<usize, LeafContext>,
+    documents: Vec<Map>,
+    layouts: Vec<DocumentLayout>,
+    metadata: Option<Node>,
+    /// The current document, once its root mapping is complete.
+    root: Option<Map>,
+    top: Option<(usize, bool)>,
+    sops_range: Option<Range<usize>>,
+    /// End of the last node token, where a block scalar's header search starts.
+    last_content_end: usize,
+    /// End of the last token of the current document (content or comment).
+    document_end: usize,
+}
+
+enum Content {
+    Scalar(Scalar, LeafContext),
+    Collection(Frame),
+    Alias(Node),
+}
+
+impl<'s> Reader<'s> {
+    fn new(source: &'s str) -> Self {
+        Reader {
+            source,
+            frames: Vec::new(),
+            pending: Vec::new(),
+            anchors: HashMap::new(),
+            contexts: HashMap::new(),
+            documents: Vec::new(),
+            layouts: Vec::new(),
+            metadata: None,
+            root: None,
+            top: None,
+            sops_range: None,
+            last_content_end: 0,
+            document_end: 0,
+        }
+    }
+
+    fn event(
+        &mut self,
+        event: Event<'_>,
+        at: Position,
+        tag_range: Option<Range<usize>>,
+    ) -> Result<(), StoreError> {
+        match event {
+            Event::DocumentStart(..) => {
+                self.document_end = at.end;
+                self.anchors.clear();
+            }
+            Event::DocumentEnd => self.end_document(),
+            Event::Comment(text, placement) => {
+                self.document_end = self.document_end.max(at.end);
+                let comment = Comment {
+                    text: text.into_owned(),
+                    inline: placement == Placement::Right,
+                    span: Some(Span {
+                        range: at.start..at.end,
+                        style: Style::Plain,
+                    }),
+                };
+                if comment.inline {
+                    self.end_of_line_comment(comment, at);
+                } else {
+                    self.pending.push(PendingComment {
+                        comment,
+                        column: at.column,
+                        into_collection: false,
+                    });
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.document_end = self.document_end.max(at.end);
+                if self.is_key_slot() {
+                    self.last_content_end = at.end;
+                    return self.key(text.into_owned(), at);
+                }
+                let value = self.scalar_value(&text, style, tag.as_deref())?;
+                let range = self.scalar_range(style, at, tag_range);
+                self.last_content_end = at.end;
+                let scalar = Scalar {
+                    value,
+                    span: Some(Span {
+                        range,
+                        style: match style {
+                            ScalarStyle::SingleQuoted => Style::SingleQuoted,
+                            ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+                            ScalarStyle::Literal => Style::Literal,
+                            ScalarStyle::Folded => Style::Folded,
+                            _ => Style::Plain,
+                        },
+                    }),
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, Node::Scalar(scalar.clone()));
+                }
+                let context = self.leaf_context(false);
+                self.content(Content::Scalar(scalar, context), at)?;
+            }
+            Event::Alias(id) => {
+                self.document_end = self.document_end.max(at.end);
+                self.last_content_end = at.end;
+                let Some(target) = self.anchors.get(&id).cloned() else {
+                    return Err(self.structure("an alias refers to an unknown anchor"));
+                };
+                if self.is_key_slot() {
+                    let Node::Scalar(scalar) = target else {
+                        return Err(self.structure("a mapping key must be a scalar"));
+                    };
+                    let key = String::from_utf8_lossy(&scalar.value.canonical_bytes()).into();
+                    return self.key(key, at);
+                }
+                let node = match target {
+                    Node::Scalar(scalar) => {
+                        let context = self.leaf_context(true);
+                        let scalar = Scalar {
+                            value: scalar.value,
+                            span: Some(Span {
+                                range: at.start..at.end,
+                                style: Style::Plain,
+                            }),
+                        };
+                        return self.content(Content::Scalar(scalar, context), at);
+                    }
+                    mut collection => {
+                        // The copy has no source of its own: the writer falls back to a fresh
+                        // rendering rather than writing a value twice.
+                        strip_spans(&mut collection);
+                        collection
+                    }
+                };
+                self.content(Content::Alias(node), at)?;
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) if self.is_key_slot() => {
+                return Err(self.structure("complex mapping keys are not supported"));
+            }
+            Event::MappingStart(style, anchor, _) => {
+                self.document_end = self.document_end.max(at.end);
+                self.last_content_end = at.end;
+                let flow = style == StructureStyle::Flow;
+                let frame = self.new_frame(Body::Map(Map::new(), None), at.column, flow, anchor);
+                self.content(Content::Collection(frame), at)?;
+            }
+            Event::SequenceStart(style, anchor, _) => {
+                self.document_end = self.document_end.max(at.end);
+                self.last_content_end = at.end;
+                let flow = style == StructureStyle::Flow;
+                let indent = if flow {
+                    at.column
+                } else {
+                    self.dash_column(at)
+                };
+                let frame = self.new_frame(Body::List(List::default()), indent, flow, anchor);
+                if self.frames.is_empty() {
+                    return Err(self.structure("the top level of a document must be a mapping"));
+                }
+                self.content(Content::Collection(frame), at)?;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some(frame) = self.frames.last() {
+                    if frame.flow {
+                        self.document_end = self.document_end.max(at.end);
+                        self.last_content_end = at.end;
+                    }
+                }
+                self.end_collection(at)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn new_frame(&self, body: Body, indent: usize, flow: bool, anchor: usize) -> Frame {
+        let first_document = self.documents.is_empty() && self.root.is_none();
+        let seen = (first_document && matches!(body, Body::Map(..))).then(HashSet::new);
+        Frame {
+            body,
+            indent,
+            flow: flow || self.frames.last().is_some_and(|f| f.flow),
+            anchor,
+            last_line: 0,
+            seen,
+        }
+    }
+
+    /// The column of a block sequence's first `-`: the event may point at the dash or at the
+    /// first element's content.
+    fn dash_column(&self, at: Position) -> usize {
+        let bytes = self.source.as_bytes();
+        let mut i = at.start.min(bytes.len());
+        if bytes.get(i) != Some(&b'-') {
+            while i > 0 && matches!(bytes[i - 1], b' ' | b'\t') {
+                i -= 1;
+            }
+            if i == 0 || bytes[i - 1] != b'-' {
+                return at.column;
+            }
+            i -= 1;
+        }
+        i - line_start(self.source, i)
+    }
+
+    fn is_key_slot(&self) -> bool {
+        matches!(
+            self.frames.last(),
+            Some(Frame {
+                body: Body::Map(_, None),
+                ..
+            })
+        )
+    }
+
+    fn key(&mut self, key: String, at: Position) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        let path = self.path();
+        let Some(frame) = self.frames.last_mut() else {
+            return Ok(());
+        };
+        if let Some(seen) = &mut frame.seen {
+            if !seen.insert(key.clone()) {
+                let mut steps = path;
+                steps.push(PathStep::Key(key));
+                return Err(StoreError::Structure {
+                    path: display_path(&steps),
+                    message: "duplicate key".into(),
+                });
+            }
+        }
+        if let Body::Map(map, slot) = &mut frame.body {
+            for p in pending {
+                map.0.push(MapItem::Comment(p.comment));
+            }
+            *slot = Some(PendingKey {
+                key,
+                line: at.line,
+                start: at.start,
+            });
+        }
+        Ok(())
+    }
+
+    fn leaf_context(&self, alias: bool) -> LeafContext {
+        match self.frames.last() {
+            Some(frame) => LeafContext {
+                in_flow: frame.flow,
+                parent_indent: frame.indent,
+                list_dash: match frame.body {
+                    Body::List(_) if !frame.flow => Some(frame.indent),
+                    _ => None,
+                },
+                alias,
+            },
+            None => LeafContext::default(),
+        }
+    }
+
+    fn scalar_value(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+    ) -> Result<Value, StoreError> {
+        let Some(tag) = tag else {
+            // Quoted and block scalars are always strings.
+            return if style == ScalarStyle::Plain {
+                self.resolved(text)
+            } else {
+                Ok(Value::Str(text.to_string()))
+            };
+        };
+        if tag.handle() != "tag:yaml.org,2002:" {
+            // Unknown tags (`!Ref`) are dropped and the text kept, as sops does.
+            return Ok(Value::Str(text.to_string()));
+        }
+        let wanted = tag.suffix();
+        let value = match wanted {
+            "binary" => {
+                let compact: String = text.split_whitespace().collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .map_err(|_| self.structure("a !!binary value is not valid base64"))?;
+                return Ok(match String::from_utf8(bytes) {
+                    Ok(s) => Value::Str(s),
+                    Err(e) => Value::Bytes(e.into_bytes()),
+                });
+            }
+            "int" | "float" | "bool" | "null" | "timestamp" => self.resolved(text)?,
+            _ => return Ok(Value::Str(text.to_string())),
+        };
+        match (wanted, value) {
+            ("int", v @ Value::Int(_))
+            | ("float", v @ Value::Float(_))
+            | ("bool", v @ Value::Bool(_))
+            | ("null", v @ Value::Null)
+            | ("timestamp", v @ Value::Time(_)) => Ok(v),
+            ("float", Value::Int(i)) => Ok(Value::Float(i as f64)),
+            _ => Err(self.structure(&format!("the value does not match its !!{wanted} tag"))),
+        }
+    }
+
+    fn resolved(&self, text: &str) -> Result<Value, StoreError> {
+        resolve_plain(text).map_err(|ResolveError::UnsignedInteger| {
+            self.structure("integer too large for a signed 64-bit value")
+        })
+    }
+
+    /// The source range the writer replaces: a block scalar from its `|`/`>` header to the
+    /// end of its last non-blank line, a tagged scalar including its tag.
+    fn scalar_range(
+        &self,
+        style: ScalarStyle,
+        at: Position,
+        tag_range: Option<Range<usize>>,
+    ) -> Range<usize> {
+        let start = tag_range
+            .as_ref()
+            .map_or(at.start, |t| t.start.min(at.start));
+        if !matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+            return start..at.end;
+        }
+        let search_from =
+            tag_range.map_or(self.last_content_end, |t| t.end.max(self.last_content_end));
+        let search_from = search_from.min(at.start);
+        let header = self.source[search_from..at.start]
+            .find(['|', '>'])
+            .map_or(at.start, |i| search_from + i);
+        // The content ends with its last line holding more than indentation: any text, or
+        // spaces beyond the indentation. The span may also cover the next line's indentation,
+        // which is not a line of the block unless the input ends there.
+        let indent = at.indent.unwrap_or(0);
+        let mut content_end = at.start;
+        let mut line_at = at.start;
+        for line in self.source[at.start..at.end].split_inclusive('\n') {
+            let complete = line.ends_with('\n') || at.end == self.source.len();
+            let text = line.trim_end_matches(['\n', '\r']);
+            let first = line_at == at.start;
+            let deep = if first {
+                !text.is_empty()
+            } else {
+                text.len() > indent
+            };
+            line_at += line.len();
+            if complete && (deep || !text.trim().is_empty()) {
+                content_end = line_at;
+            }
+        }
+        // An empty block starts on the line after its header.
+        let content_end = content_end.max(line_end_after(self.source, header));
+        start.min(header)..content_end
+    }
+
+    /// Files a node (or a key's value) into the open collection, flushing held comments.
+    fn content(&mut self, content: Content, at: Position) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        match content {
+            Content::Collection(mut frame) => {
+                let in_list = matches!(
+                    self.frames.last(),
+                    Some(Frame {
+                        body: Body::List(_),
+                        ..
+                    })
+                );
+                let (outside, inside): (Vec<_>, Vec<_>) = pending
+                    .into_iter()
+                    .partition(|p| in_list && !p.into_collection);
+                self.file_comments(outside);
+                for p in inside {
+                    push_comment(&mut frame, p.comment, &mut self.contexts);
+                }
+                self.frames.push(frame);
+                Ok(())
+            }
+            Content::Scalar(scalar, context) => {
+                self.file_comments(pending);
+                if let Some(span) = &scalar.span {
+                    self.contexts.insert(span.range.start, context);
+                }
+                self.place(Node::Scalar(scalar), at.end_line)
+            }
+            Content::Alias(node) => {
+                self.file_comments(pending);
+                self.place(node, at.end_line)
+            }
+        }
+    }
+
+    /// Held comments become items of the innermost open collection.
+    fn file_comments(&mut self, comments: Vec<PendingComment>) {
+        if comments.is_empty() {
+            return;
+        }
+        match self.frames.last_mut() {
+            Some(frame) => {
+                for p in comments {
+                    push_comment(frame, p.comment, &mut self.contexts);
+                }
+            }
+            None => self.pending.extend(comments),
+        }
+    }
+
+    /// Adds a finished node to its parent, or makes it the document root.
+    fn place(&mut self, node: Node, end_line: usize) -> Result<(), StoreError> {
+        let depth = self.frames.len();
+        let last_content_end = self.last_content_end;
+        let Some(frame) = self.frames.last_mut() else {
+            return self.set_root(node);
+        };
+        frame.last_line = end_line;
+        match &mut frame.body {
+            Body::Map(map, slot) => {
+                let Some(pending) = slot.take() else {
+                    return Ok(());
+                };
+                if depth == 1 && pending.key == "sops" && self.sops_range.is_none() {
+                    self.sops_range = Some(pending.start..last_content_end);
+                }
+                map.0.push(MapItem::Pair(Pair {
+                    key: pending.key,
+                    value: node,
+                }));
+            }
+            Body::List(list) => list.0.push(ListItem::Node(node)),
+        }
+        Ok(())
+    }
+
+    fn set_root(&mut self, node: Node) -> Result<(), StoreError> {
+        match node {
+            Node::Map(map) => self.root = Some(map),
+            Node::Scalar(Scalar {
+                value: Value::Null, ..
+            }) => self.root = Some(Map::new()),
+            _ => return Err(self.structure("the top level of a document must be a mapping")),
+        }
+        Ok(())
+    }
+
+    fn end_of_line_comment(&mut self, comment: Comment, at: Position) {
+        let Some(frame) = self.frames.last_mut() else {
+            self.pending.push(PendingComment {
+                comment,
+                column: at.column,
+                into_collection: false,
+            });
+            return;
+        };
+        let same_line = frame.last_line == at.line;
+        match &mut frame.body {
+            Body::Map(map, Some(key)) if key.line == at.line => {
+                map.0.push(MapItem::Comment(comment));
+            }
+            Body::Map(map, None) if same_line => {
+                let before = map
+                    .0
+                    .iter()
+                    .rposition(|i| matches!(i, MapItem::Pair(_)))
+                    .unwrap_or(map.0.len());
+                map.0.insert(before, MapItem::Comment(comment));
+            }
+            Body::List(list) if same_line => {
+                let before = list
+                    .0
+                    .iter()
+                    .rposition(|i| matches!(i, ListItem::Node(_)))
+                    .unwrap_or(list.0.len());
+                if let Some(span) = &comment.span {
+                    let context = list_context(frame.indent, frame.flow);
+                    self.contexts.insert(span.range.start, context);
+                }
+                list.0.insert(before, ListItem::Comment(comment));
+            }
+            _ => self.pending.push(PendingComment {
+                comment,
+                column: at.column,
+                into_collection: true,
+            }),
+        }
+    }
+
+    fn end_collection(&mut self, at: Position) -> Result<(), StoreError> {
+        let Some(mut frame) = self.frames.pop() else {
+            return Ok(());
+        };
+        // Foot comments: those indented at least as deep as this collection, in order.
+        let claimed = if frame.flow {
+            self.pending.len()
+        } else {
+            self.pending
+                .iter()
+                .take_while(|p| p.column >= frame.indent)
+                .count()
+        };
+        for p in self.pending.drain(..claimed) {
+            push_comment(&mut frame, p.comment, &mut self.contexts);
+        }
+        if self.frames.is_empty() {
+            self.top = Some((frame.indent, !frame.flow));
+        }
+        let node = match frame.body {
+            Body::Map(map, _) => Node::Map(map),
+            Body::List(list) => Node::List(list),
+        };
+        if frame.anchor != 0 {
+            let mut copy = node.clone();
+            strip_spans(&mut copy);
+            self.anchors.insert(frame.anchor, copy);
+        }
+        // Nothing can follow a block collection on its last line; a flow one may carry a comment.
+        let end_line = if frame.flow { at.end_line } else { 0 };
+        self.place(node, end_line)
+    }
+
+    fn end_document(&mut self) {
+        let mut map = self.root.take().unwrap_or_default();
+        for p in self.pending.drain(..) {
+            map.0.push(MapItem::Comment(p.comment));
+        }
+        let sops = self.sops_range.take().map(|range| {
+            line_start(self.source, range.start)..line_end_after(self.source, range.end)
+        });
+        if map.get("sops").is_some() {
+            let found = map.remove("sops");
+            if self.metadata.is_none() {
+                self.metadata = found;
+            }
+        }
+        let (top_indent, top_block) = self.top.take().unwrap_or((0, true));
+        self.layouts.push(DocumentLayout {
+            insert_at: line_end_after(self.source, self.document_end),
+            top_indent,
+            top_block,
+            sops,
+        });
+        self.documents.push(map);
+    }
+
+    fn finish(mut self) -> Result<Read, StoreError> {
+        if let Some(last) = self.documents.last_mut() {
+            for p in self.pending.drain(..) {
+                last.0.push(MapItem::Comment(p.comment));
+            }
+        }
+        if self.documents.is_empty() {
+            return Err(StoreError::Empty);
+        }
+        let mut shape = Vec::new();
+        for document in &self.documents {
+            shape_of_map(document, &mut self.contexts, &mut shape);
+            shape.push(Step::EndDocument);
+        }
+        Ok(Read {
+            documents: self.documents,
+            metadata: self.metadata,
+            layouts: self.layouts,
+            shape: Shape(shape.into()),
+        })
+    }
+
+    /// The key path of the node being read, for error messages.
+    fn path(&self) -> Vec<PathStep> {
+        self.frames
+            .iter()
+            .filter_map(|frame| match &frame.body {
+                Body::Map(_, Some(key)) => Some(PathStep::Key(key.key.clone())),
+                Body::Map(_, None) => None,
+                Body::List(list) => Some(PathStep::Index(list.nodes().count())),
+            })
+            .collect()
+    }
+
+    fn structure(&self, message: &str) -> StoreError {
+        StoreError::Structure {
+            path: display_path(&self.path()),
+            message: message.to_string(),
+        }
+    }
+}
+
+fn list_context(indent: usize, flow: bool) -> LeafContext {
+    LeafContext {
+        in_flow: flow,
+        parent_indent: indent,
+        list_dash: (!flow).then_some(indent),
+        alias: false,
+    }
+}
+
+fn push_comment(frame: &mut Frame, comment: Comment, contexts: &mut HashMap<usize, LeafContext>) {
+    match &mut frame.body {
+        Body::Map(map, _) => map.0.push(MapItem::Comment(comment)),
+        Body::List(list) => {
+            if let Some(span) = &comment.span {
+                contexts.insert(span.range.start, list_context(frame.indent, frame.flow));
+            }
+            list.0.push(ListItem::Comment(comment));
+        }
+    }
+}
+
+fn strip_spans(node: &mut Node) {
+    match node {
+        Node::Scalar(s) => s.span = None,
+        Node::Map(map) => {
+            for item in &mut map.0 {
+                match item {
+                    MapItem::Pair(p) => strip_spans(&mut p.value),
+                    MapItem::Comment(c) => c.span = None,
+                }
+            }
+        }
+        Node::List(list) => {
+            for item in &mut list.0 {
+                match item {
+                    ListItem::Node(n) => strip_spans(n),
+                    ListItem::Comment(c) => c.span = None,
+                }
+            }
+        }
+    }
+}
+
+/// The byte offset where the line holding `at` starts.
+pub(super) fn line_start(source: &str, at: usize) -> usize {
+    source[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+/// The offset just past the line break ending the line that holds the byte before `at`
+/// (`at` itself when it already follows a line break).
+pub(super) fn line_end_after(source: &str, at: usize) -> usize {
+    let at = at.min(source.len());
+    if at == 0 || source.as_bytes().get(at - 1) == Some(&b'\n') {
+        return at;
+    }
+    source[at..].find('\n').map_or(source.len(), |i| at + i + 1)
+}
+
+fn shape_of_map(map: &Map, contexts: &mut HashMap<usize, LeafContext>, shape: &mut Vec<Step>) {
+    shape.push(Step::Open);
+    for item in &map.0 {
+        match item {
+            MapItem::Pair(pair) => {
+                shape.push(Step::Key(pair.key.clone()));
+                shape_of_node(&pair.value, contexts, shape);
+            }
+            MapItem::Comment(c) => shape_of_comment(c, contexts, shape),
+        }
+    }
+    shape.push(Step::Close);
+}
+
+fn shape_of_node(node: &Node, contexts: &mut HashMap<usize, LeafContext>, shape: &mut Vec<Step>) {
+    match node {
+        Node::Map(map) => shape_of_map(map, contexts, shape),
+        Node::List(list) => {
+            shape.push(Step::Open);
+            for item in &list.0 {
+                match item {
+                    ListItem::Node(node) => shape_of_node(node, contexts, shape),
+                    ListItem::Comment(c) => shape_of_comment(c, contexts, shape),
+                }
+            }
+            shape.push(Step::Close);
+        }
+        Node::Scalar(scalar) => shape.push(match &scalar.span {
+            Some(span) => Step::Leaf(Leaf {
+                start: span.range.start,
+                original: Original::Value(scalar.value.clone()),
+                context: contexts.remove(&span.range.start).unwrap_or_default(),
+            }),
+            None => Step::Unplaced,
+        }),
+    }
+}
+
+fn shape_of_comment(
+    comment: &Comment,
+    contexts: &mut HashMap<usize, LeafContext>,
+    shape: &mut Vec<Step>,
+) {
+    shape.push(match &comment.span {
+        Some(span) => Step::Leaf(Leaf {
+            start: span.range.start,
+            original: Original::Comment(comment.text.clone()),
+            context: contexts.remove(&span.range.start).unwrap_or_default(),
+        }),
+        None => Step::Unplaced,
+    });
+}

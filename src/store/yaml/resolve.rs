@@ -1,0 +1,305 @@
+//! How sops' YAML library (yaml.v3) types a scalar, and which strings can be written back
+//! unquoted without changing their type (spec §6.1.1).
+//!
+//! Only plain (unquoted, untagged) scalars are resolved; quoted scalars are always strings.
+
+use chrono::{FixedOffset, NaiveDate, TimeZone};
+
+use crate::tree::{Timestamp, Value};
+
+/// A plain scalar sops cannot represent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ResolveError {
+    /// Between 2^63 and 2^64: yaml.v3 makes it a uint64, which sops rejects.
+    UnsignedInteger,
+}
+
+/// Types a plain scalar as yaml.v3 does.
+pub(super) fn resolve_plain(text: &str) -> Result<Value, ResolveError> {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        ".nan" | ".NaN" | ".NAN" => return Ok(Value::Float(f64::NAN)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Ok(Value::Float(f64::INFINITY))
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Ok(Value::Float(f64::NEG_INFINITY)),
+        _ => {}
+    }
+    let Some(&first) = text.as_bytes().first() else {
+        return Ok(Value::Null);
+    };
+    if first == b'.' {
+        // yaml.v3 hands anything starting with '.' to ParseFloat (".5").
+        return Ok(match go_float(text) {
+            Some(f) => Value::Float(f),
+            None => Value::Str(text.to_string()),
+        });
+    }
+    if !(first.is_ascii_digit() || first == b'+' || first == b'-') {
+        return Ok(Value::Str(text.to_string()));
+    }
+    if let Some(time) = parse_timestamp(text) {
+        return Ok(Value::Time(time));
+    }
+    let plain = text.replace('_', "");
+    match go_int(&plain) {
+        GoInt::Signed(i) => return Ok(Value::Int(i)),
+        GoInt::Unsigned => return Err(ResolveError::UnsignedInteger),
+        GoInt::NotAnInt => {}
+    }
+    if is_yaml_float(&plain) {
+        if let Some(f) = go_float(&plain) {
+            return Ok(Value::Float(f));
+        }
+    }
+    Ok(Value::Str(text.to_string()))
+}
+
+enum GoInt {
+    Signed(i64),
+    Unsigned,
+    NotAnInt,
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`, falling back to `ParseUint`: base prefixes `0x`, `0o`,
+/// `0b`, and a bare leading `0` meaning octal.
+fn go_int(text: &str) -> GoInt {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let (radix, body) = if let Some(rest) = lower.strip_prefix("0x") {
+        (16, rest)
+    } else if let Some(rest) = lower.strip_prefix("0o") {
+        (8, rest)
+    } else if let Some(rest) = lower.strip_prefix("0b") {
+        (2, rest)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    // from_str_radix would also take a second sign.
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return GoInt::NotAnInt;
+    }
+    let Ok(magnitude) = u64::from_str_radix(body, radix) else {
+        return GoInt::NotAnInt;
+    };
+    if negative {
+        match magnitude {
+            m if m <= i64::MAX as u64 => GoInt::Signed(-(m as i64)),
+            m if m == i64::MAX as u64 + 1 => GoInt::Signed(i64::MIN),
+            _ => GoInt::NotAnInt,
+        }
+    } else if magnitude <= i64::MAX as u64 {
+        GoInt::Signed(magnitude as i64)
+    } else {
+        GoInt::Unsigned
+    }
+}
+
+/// yaml.v3's float pattern `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+fn is_yaml_float(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < bytes.len() && bytes[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    if matches!(bytes.first(), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == bytes.len()
+}
+
+/// Go's `ParseFloat`, which rejects out-of-range literals instead of rounding them to ±Inf.
+fn go_float(text: &str) -> Option<f64> {
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// yaml.v3's timestamps: exactly four digits then `-`, in one of the forms
+/// `Y-M-DTh:m:s[.frac](Z|±hh:mm)` (also lowercase `t`), `Y-M-D h:m:s[.frac]` (UTC), `Y-M-D`.
+/// Month, day, hour, minute and second take one or two digits.
+pub(super) fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    let mut cursor = Cursor { text, at: 0 };
+    let year = cursor.number(4, 4)?;
+    cursor.expect(b'-')?;
+    let month = cursor.number(1, 2)?;
+    cursor.expect(b'-')?;
+    let day = cursor.number(1, 2)?;
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    let utc = FixedOffset::east_opt(0)?;
+    let Some(separator) = cursor.next() else {
+        return utc
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
+            .single();
+    };
+    if !matches!(separator, b'T' | b't' | b' ') {
+        return None;
+    }
+    let hour = cursor.number(1, 2)?;
+    cursor.expect(b':')?;
+    let minute = cursor.number(1, 2)?;
+    cursor.expect(b':')?;
+    let second = cursor.number(1, 2)?;
+    let mut nanos = 0u32;
+    if cursor.peek() == Some(b'.') {
+        cursor.at += 1;
+        let start = cursor.at;
+        while cursor.peek().is_some_and(|b| b.is_ascii_digit()) {
+            cursor.at += 1;
+        }
+        let fraction = &text[start..cursor.at];
+        if fraction.is_empty() {
+            return None;
+        }
+        // Digits beyond nanoseconds are truncated, as Go does.
+        let kept = &fraction[..fraction.len().min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
+    }
+    let offset = if separator == b' ' {
+        utc
+    } else {
+        match cursor.next()? {
+            b'Z' => utc,
+            sign @ (b'+' | b'-') => {
+                let hours = cursor.number(2, 2)?;
+                cursor.expect(b':')?;
+                let minutes = cursor.number(2, 2)?;
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let seconds = (hours * 3600 + minutes * 60) as i32;
+                FixedOffset::east_opt(if sign == b'-' { -seconds } else { seconds })?
+            }
+            _ => return None,
+        }
+    };
+    if cursor.at != text.len() {
+        return None;
+    }
+    let time = date.and_hms_nano_opt(hour, minute, second, nanos)?;
+    offset.from_local_datetime(&time).single()
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, wanted: u8) -> Option<()> {
+        (self.next()? == wanted).then_some(())
+    }
+
+    /// Between `min` and `max` decimal digits.
+    fn number(&mut self, min: usize, max: usize) -> Option<u32> {
+        let start = self.at;
+        while self.at - start < max && self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        if self.at - start < min {
+            return None;
+        }
+        self.text[start..self.at].parse().ok()
+    }
+}
+
+/// True when `text` can be written as a plain scalar and read back as the same string.
+/// `in_flow` adds the flow indicators (`,[]{}`) to the forbidden characters.
+pub(super) fn is_plain_safe(text: &str, in_flow: bool) -> bool {
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
+    let last = text.chars().next_back().unwrap_or(first);
+    if first.is_whitespace() || last.is_whitespace() || last == ':' {
+        return false;
+    }
+    let second = text.chars().nth(1);
+    let starts_badly = match first {
+        '-' | '?' | ':' => match second {
+            None => true,
+            Some(c) => c == ' ' || c == '\t' || (in_flow && is_flow_indicator(c)),
+        },
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+        | '@' | '`' => true,
+        _ => false,
+    };
+    if starts_badly || text.starts_with("---") || text.starts_with("...") {
+        return false;
+    }
+    if text.contains(": ") || text.contains(" #") || text.contains(":\t") || text.contains("\t#") {
+        return false;
+    }
+    if text.chars().any(|c| {
+        !is_printable(c)
+            || matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
+            || (in_flow && is_flow_indicator(c))
+    }) {
+        return false;
+    }
+    if in_flow && text.contains(':') {
+        // `a:b` is fine in block context but ambiguous next to flow indicators; quote it.
+        return false;
+    }
+    matches!(resolve_plain(text), Ok(Value::Str(_)))
+}
+
+fn is_flow_indicator(c: char) -> bool {
+    matches!(c, ',' | '[' | ']' | '{' | '}')
+}
+
+/// YAML's printable set (c-printable), minus the byte order mark.
+pub(super) fn is_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}')
+        || ('\u{A0}'..='\u{D7FF}').contains(&c)
+        || (('\u{E000}'..='\u{FFFD}').contains(&c) && c != '\u{FEFF}')
+        || ('\u{10000}'..='\u{10FFFF}').contains(&c)
+}
