@@ -36,7 +36,10 @@ fn body(encrypted: &str) -> Vec<&str> {
         if line.starts_with("sops_") {
             continue;
         }
-        if skipping && !line.starts_with("---") {
+        // A YAML document marker ends a `sops:` block; armored keys inside TOML's `[sops]`
+        // start with dashes too, but never with a lone `---`.
+        let document_marker = line == "---" || line.starts_with("--- ");
+        if skipping && !document_marker {
             continue;
         }
         skipping = false;
