@@ -35,6 +35,9 @@ pub enum ConfigError {
 pub struct GroupSpec {
     pub age: Vec<String>,
     pub pgp: Vec<String>,
+    /// `(key, name)` for every key the rule named through the config's `recipients` section,
+    /// so messages can say whose key it is.
+    pub named: Vec<(String, String)>,
     /// Key types veil has no key source for yet (`kms`, `gcp_kms`, …), with their entries.
     pub unsupported: Vec<(String, String)>,
 }
@@ -121,6 +124,10 @@ pub fn parse(bytes: &[u8], file: &Path) -> Result<Config, ConfigError> {
         json_indent: None,
         json_binary_indent: None,
     };
+    let names = match root.get("recipients") {
+        None => Vec::new(),
+        Some(node) => recipient_names(node).map_err(|m| invalid(file, m))?,
+    };
     if let Some(node) = root.get("creation_rules") {
         let Node::List(rules) = node else {
             return Err(invalid(file, "creation_rules must be a list"));
@@ -129,10 +136,12 @@ pub fn parse(bytes: &[u8], file: &Path) -> Result<Config, ConfigError> {
             let map = rule.as_map().ok_or_else(|| {
                 invalid(file, format!("creation_rules[{index}] must be a mapping"))
             })?;
-            config.creation_rules.push(
-                parse_rule(map)
-                    .map_err(|m| invalid(file, format!("creation_rules[{index}]: {m}")))?,
-            );
+            let mut rule = parse_rule(map)
+                .map_err(|m| invalid(file, format!("creation_rules[{index}]: {m}")))?;
+            for group in &mut rule.key_groups {
+                resolve_names(group, &names);
+            }
+            config.creation_rules.push(rule);
         }
     }
     if let Some(Node::Map(stores)) = root.get("stores") {
@@ -178,6 +187,34 @@ pub fn parse(bytes: &[u8], file: &Path) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// The `recipients` section (beyond sops, its #366): `name: key`, so rules can say `age: [alice]`
+/// and a key is written once however many rules use it.
+fn recipient_names(node: &Node) -> Result<Vec<(String, String)>, String> {
+    let Node::Map(map) = node else {
+        return Err("recipients must be a mapping of names to keys".into());
+    };
+    map.pairs()
+        .map(|pair| {
+            scalar_text(&pair.value)
+                .filter(|key| !key.trim().is_empty())
+                .map(|key| (pair.key.clone(), key.trim().to_string()))
+                .ok_or_else(|| format!("recipients.{}: the key must be a string", pair.key))
+        })
+        .collect()
+}
+
+/// Replaces names from the `recipients` section by their keys, remembering which name each was.
+fn resolve_names(group: &mut GroupSpec, names: &[(String, String)]) {
+    for list in [&mut group.age, &mut group.pgp] {
+        for entry in list.iter_mut() {
+            if let Some((name, key)) = names.iter().find(|(name, _)| name == entry) {
+                group.named.push((key.clone(), name.clone()));
+                *entry = key.clone();
+            }
+        }
+    }
 }
 
 /// A string that may be comma-separated, or a list of strings (sops accepts both).

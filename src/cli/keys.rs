@@ -5,7 +5,8 @@ use veil::config::{CreationRule, GroupSpec};
 use veil::crypt::{Rules, Selector};
 use veil::document::EncryptPlan;
 use veil::keys::keyring::{DecryptionOrder, Keyring};
-use veil::keys::{Identity, Recipient};
+use veil::keys::{Identity, KeyEntry, Recipient};
+use veil::metadata::KeyGroup;
 
 use super::args::{RecipientArgs, SelectorArgs};
 use super::{env, CliResult, Code, Failure, GlobalArgs};
@@ -56,9 +57,55 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     if let Some((kind, _)) = group.unsupported.first() {
         return Err(unsupported(kind));
     }
-    let mut recipients = age_recipients(&group.age)?;
+    let name_of = |key: &str| {
+        group
+            .named
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, n)| n.clone())
+    };
+    let mut recipients = Vec::new();
+    for key in &group.age {
+        let parsed =
+            veil::keys::age::AgeRecipient::parse(key).map_err(|err| match name_of(key) {
+                Some(name) => key_failure(format!("{name}: {err}")),
+                None => key_failure(err),
+            })?;
+        recipients.push(Box::new(parsed) as Box<dyn Recipient>);
+    }
     recipients.extend(pgp_recipients(&group.pgp));
-    Ok(recipients)
+    Ok(recipients
+        .into_iter()
+        .map(|recipient| {
+            let key = recipient.name();
+            match group.named.iter().find(|(k, _)| *k == key) {
+                Some((_, name)) => Box::new(Named {
+                    name: name.clone(),
+                    inner: recipient,
+                }) as Box<dyn Recipient>,
+                None => recipient,
+            }
+        })
+        .collect())
+}
+
+/// A recipient the config's `recipients` section named: failures say whose key it is.
+struct Named {
+    name: String,
+    inner: Box<dyn Recipient>,
+}
+
+impl Recipient for Named {
+    fn wrap(&self, part: &veil::keys::KeyPart) -> Result<KeyEntry, veil::keys::KeyError> {
+        self.inner.wrap(part).map_err(|mut err| {
+            err.name = format!("{} ({})", self.name, err.name);
+            err
+        })
+    }
+
+    fn name(&self) -> String {
+        self.inner.name()
+    }
 }
 
 /// Recipients, threshold and selector for a new file: key flags (or their environment variables)
@@ -213,4 +260,48 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
         Box::new(veil::keys::pgp::GpgIdentity::from_process_env()),
     ];
     Ok(Keyring::new(identities, order))
+}
+
+/// The recipient that wraps a new data key (or share) for an entry already in a file.
+pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
+    match entry {
+        KeyEntry::Age { recipient, .. } => veil::keys::age::AgeRecipient::parse(recipient)
+            .map(|r| Box::new(r) as Box<dyn Recipient>)
+            .map_err(key_failure),
+        KeyEntry::Pgp { fp, .. } => Ok(Box::new(veil::keys::pgp::PgpRecipient::new(fp))),
+        other => Err(unsupported(other.kind())),
+    }
+}
+
+/// Recipients for every group of a file, in order. Lists of key types veil does not know
+/// cannot be re-wrapped, so they stop the command rather than vanish from the file.
+pub fn recipients_of(groups: &[KeyGroup]) -> CliResult<Vec<Vec<Box<dyn Recipient>>>> {
+    groups
+        .iter()
+        .map(|group| {
+            if let Some((kind, _)) = group.foreign.first() {
+                return Err(unsupported(kind));
+            }
+            group.keys.iter().map(recipient_of).collect()
+        })
+        .collect()
+}
+
+/// Recipients of a creation rule's groups.
+pub fn rule_groups(rule: &CreationRule) -> CliResult<Vec<Vec<Box<dyn Recipient>>>> {
+    rule.key_groups
+        .iter()
+        .filter(|g| !g.is_empty())
+        .map(group_recipients)
+        .collect()
+}
+
+/// Age recipients and PGP fingerprints from comma-separated flag values.
+pub fn listed_recipients(
+    age: Option<&str>,
+    pgp: Option<&str>,
+) -> CliResult<Vec<Box<dyn Recipient>>> {
+    let mut recipients = age_recipients(&age.map(split_list).unwrap_or_default())?;
+    recipients.extend(pgp_recipients(&pgp.map(split_list).unwrap_or_default()));
+    Ok(recipients)
 }
