@@ -2,12 +2,20 @@
 //! codes. One file per subcommand; this one parses and dispatches.
 
 mod args;
+mod change;
+mod completion;
 mod decrypt;
+mod edit;
 mod encrypt;
+mod exec;
 mod failure;
 mod filestatus;
+mod groups;
 mod io;
 mod keys;
+mod rotate;
+mod set;
+mod updatekeys;
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +77,12 @@ pub struct GlobalArgs {
     /// Print the version
     #[arg(short = 'v', long, global = true)]
     pub version: bool,
+    /// A sops key service to use (not available in veil yet; keys are used locally)
+    #[arg(long, global = true, hide = true)]
+    pub keyservice: Vec<String>,
+    /// Accepted for sops compatibility: veil always uses local keys
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_local_keyservice: Option<String>,
 }
 
 /// sops' flag-driven mode: `sops -d FILE`, `sops -e -i FILE`.
@@ -80,6 +94,14 @@ pub struct LegacyArgs {
     /// Decrypt FILE
     #[arg(short = 'd', long)]
     pub decrypt: bool,
+    /// Rotate FILE's data key
+    #[arg(short = 'r', long)]
+    pub rotate: bool,
+    /// Set one value: --set '["key"] "json value"'
+    #[arg(long, value_name = "INDEX VALUE")]
+    pub set: Option<String>,
+    #[command(flatten)]
+    pub key_changes: rotate::KeyChangeArgs,
     /// Write the result back to FILE
     #[arg(short = 'i', long)]
     pub in_place: bool,
@@ -95,6 +117,9 @@ pub struct LegacyArgs {
     /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
     #[arg(long)]
     pub decryption_order: Option<String>,
+    /// When editing, show the sops metadata too
+    #[arg(short = 's', long)]
+    pub show_master_keys: bool,
     #[command(flatten)]
     pub recipients: RecipientArgs,
     #[command(flatten)]
@@ -115,6 +140,25 @@ pub enum Command {
     Decrypt(decrypt::DecryptArgs),
     /// Print {"encrypted":true} or {"encrypted":false} for a file
     Filestatus(filestatus::FilestatusArgs),
+    /// Set one value of an encrypted file in place: veil set FILE '["key"]' '"json value"'
+    Set(set::SetArgs),
+    /// Remove one key or list element of an encrypted file in place
+    Unset(set::UnsetArgs),
+    /// Edit an encrypted file in $SOPS_EDITOR / $EDITOR; a missing file is created
+    Edit(edit::EditArgs),
+    /// Encrypt the file again under a new data key, optionally adding or removing recipients
+    Rotate(rotate::RotateArgs),
+    /// Make files' recipients match their creation rule in .sops.yaml
+    Updatekeys(updatekeys::UpdateKeysArgs),
+    /// Add or delete key groups
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// Print a shell completion script: bash, zsh or fish
+    Completion(completion::CompletionArgs),
+    /// Run a command with the file's top-level values as environment variables
+    ExecEnv(exec::ExecEnvArgs),
+    /// Run a command with the decrypted file at {} (a FIFO unless --no-fifo)
+    ExecFile(exec::ExecFileArgs),
 }
 
 /// Runs a parsed command line. `invoked_as_sops` changes only what `--version` prints.
@@ -123,10 +167,27 @@ pub fn run(cli: Cli, invoked_as_sops: bool) -> CliResult {
         print_version(invoked_as_sops);
         return Ok(());
     }
+    let remote_keyservice = !cli.global.keyservice.is_empty() || env("SOPS_KEYSERVICE").is_some();
+    if remote_keyservice {
+        return Err(Failure::new(
+            Code::Generic,
+            "--keyservice / SOPS_KEYSERVICE: veil has no key service client yet",
+        )
+        .with_hint("run veil where the keys are, or unset SOPS_KEYSERVICE"));
+    }
     match cli.command {
         Some(Command::Encrypt(args)) => encrypt::run(args, &cli.global),
         Some(Command::Decrypt(args)) => decrypt::run(args, &cli.global),
         Some(Command::Filestatus(args)) => filestatus::run(args, &cli.global),
+        Some(Command::Set(args)) => set::run_set(args, &cli.global),
+        Some(Command::Edit(args)) => edit::run(args, &cli.global),
+        Some(Command::Rotate(args)) => rotate::run(args, &cli.global),
+        Some(Command::Updatekeys(args)) => updatekeys::run(args, &cli.global),
+        Some(Command::Groups(command)) => groups::run(command, &cli.global),
+        Some(Command::Completion(args)) => completion::run(args, &cli.global, invoked_as_sops),
+        Some(Command::ExecEnv(args)) => exec::run_env(args, &cli.global),
+        Some(Command::ExecFile(args)) => exec::run_file(args, &cli.global),
+        Some(Command::Unset(args)) => set::run_unset(args, &cli.global),
         None => run_legacy(cli.legacy, &cli.global),
     }
 }
@@ -148,12 +209,71 @@ fn run_legacy(legacy: LegacyArgs, global: &GlobalArgs) -> CliResult {
                 .with_hint("use `veil encrypt FILE`, `veil decrypt FILE`, or see `veil --help`"),
         );
     };
-    match (legacy.encrypt, legacy.decrypt) {
-        (true, true) => Err(Failure::new(
+    let modes = [
+        legacy.encrypt,
+        legacy.decrypt,
+        legacy.rotate,
+        legacy.set.is_some(),
+    ];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        return Err(Failure::new(
             Code::ConflictingParameters,
-            "Error: use only one of --encrypt and --decrypt",
-        )),
-        (true, false) => encrypt::run(
+            "Error: use only one of --encrypt, --decrypt, --rotate and --set",
+        ));
+    }
+    if legacy.key_changes.any() && !file.exists() {
+        return Err(Failure::new(
+            Code::CannotChangeKeysFromNonExistentFile,
+            format!(
+                "Error: cannot add or remove keys on non-existent file {:?}",
+                file.display().to_string()
+            ),
+        ));
+    }
+    if legacy.rotate
+        || (legacy.key_changes.any() && !legacy.encrypt && !legacy.decrypt && legacy.set.is_none())
+    {
+        return rotate::run(
+            rotate::RotateArgs {
+                in_place: legacy.in_place,
+                output: legacy.output,
+                keys: legacy.key_changes,
+                decryption_order: legacy.decryption_order,
+                ignore_mac: legacy.ignore_mac,
+                format: legacy.format,
+                file,
+            },
+            global,
+        );
+    }
+    if let Some(text) = legacy.set {
+        // sops splits `--set '["a"]["b"] value'` at the first "] ".
+        let Some(at) = text.find("] ") else {
+            return Err(Failure::new(
+                Code::InvalidSetFormat,
+                "Error: --set needs an index and a value: --set '[\"key\"] \"value\"'",
+            ));
+        };
+        return set::run_set(
+            set::SetArgs {
+                value_file: false,
+                value_stdin: false,
+                idempotent: false,
+                open: set::OpenArgs {
+                    input_type: legacy.format.input_type,
+                    ignore_mac: legacy.ignore_mac,
+                    decryption_order: legacy.decryption_order,
+                    ..Default::default()
+                },
+                file,
+                index: text[..at + 1].to_string(),
+                value: Some(text[at + 2..].to_string()),
+            },
+            global,
+        );
+    }
+    match (legacy.encrypt, legacy.decrypt) {
+        (true, _) => encrypt::run(
             encrypt::EncryptArgs {
                 in_place: legacy.in_place,
                 output: legacy.output,
@@ -176,14 +296,18 @@ fn run_legacy(legacy: LegacyArgs, global: &GlobalArgs) -> CliResult {
             },
             global,
         ),
-        (false, false) => Err(Failure::new(
-            Code::Generic,
-            format!(
-                "editing {} needs `veil edit`, which this version of veil does not have yet",
-                file.display()
-            ),
-        )
-        .with_hint("decrypt with `veil decrypt`, or pass -e/-d")),
+        (false, false) => edit::run(
+            edit::EditArgs {
+                show_master_keys: legacy.show_master_keys,
+                ignore_mac: legacy.ignore_mac,
+                decryption_order: legacy.decryption_order,
+                input_type: legacy.format.input_type,
+                recipients: legacy.recipients,
+                selectors: legacy.selectors,
+                file,
+            },
+            global,
+        ),
     }
 }
 

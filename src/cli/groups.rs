@@ -1,0 +1,164 @@
+//! `veil groups add` and `veil groups delete`: change a file's key groups, splitting the same
+//! data key into new Shamir shares for the new set of groups.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use veil::document;
+use veil::metadata::Metadata;
+use veil::store::Loaded;
+
+use super::io::{Input, Output};
+use super::{in_file, CliResult, Code, Failure, GlobalArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// Add a key group made of the given recipients
+    Add(AddArgs),
+    /// Delete the key group at INDEX (0-based)
+    Delete(DeleteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The encrypted file
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Write the result back to the file instead of printing it
+    #[arg(short = 'i', long)]
+    pub in_place: bool,
+    /// Number of key groups needed to recover the data key
+    #[arg(long)]
+    pub shamir_secret_sharing_threshold: Option<usize>,
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    #[arg(long)]
+    pub decryption_order: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// An age recipient of the new group (repeatable)
+    #[arg(long)]
+    pub age: Vec<String>,
+    /// A PGP fingerprint of the new group (repeatable)
+    #[arg(long)]
+    pub pgp: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The group to delete, counted from 0
+    pub index: usize,
+}
+
+pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
+    match command {
+        GroupsCommand::Add(args) => {
+            let mut new_group = super::keys::listed_recipients(
+                Some(&args.age.join(",")),
+                Some(&args.pgp.join(",")),
+            )?;
+            if new_group.is_empty() {
+                return Err(Failure::new(
+                    Code::Generic,
+                    "groups add needs at least one --age or --pgp recipient",
+                ));
+            }
+            change(&args.common, global, |metadata, groups| {
+                groups.push(std::mem::take(&mut new_group));
+                let _ = metadata;
+                Ok(())
+            })
+        }
+        GroupsCommand::Delete(args) => {
+            let index = args.index;
+            change(&args.common, global, |metadata, groups| {
+                if index >= groups.len() {
+                    return Err(Failure::new(
+                        Code::Generic,
+                        format!(
+                            "there is no key group {index}: the file has {} (counted from 0)",
+                            groups.len()
+                        ),
+                    ));
+                }
+                groups.remove(index);
+                metadata.key_groups.remove(index);
+                Ok(())
+            })
+        }
+    }
+}
+
+type Groups = Vec<Vec<Box<dyn veil::keys::Recipient>>>;
+
+fn change(
+    common: &Common,
+    global: &GlobalArgs,
+    edit: impl FnOnce(&mut Metadata, &mut Groups) -> CliResult,
+) -> CliResult {
+    let input = Input::from_arg(Some(&common.file));
+    input.require_existing()?;
+    let output = Output::choose(&input, common.in_place, None)?;
+    let format = super::input_format(&Default::default(), &input)?;
+    let config = super::load_config(global)?;
+    let bytes = input.read()?;
+    let loaded = format.load(&bytes).map_err(|e| {
+        Failure::new(
+            Code::CouldNotReadInputFile,
+            in_file(&input, format!("Error loading file: {e}")),
+        )
+    })?;
+    let mut metadata =
+        document::metadata_of(&loaded).map_err(|e| super::decrypt::open_failure(&input, e))?;
+    let keyring = super::keys::keyring(common.decryption_order.as_deref())?;
+    let key = keyring
+        .recover(&metadata)
+        .map_err(|e| super::decrypt::open_failure(&input, document::DocumentError::Recovery(e)))?;
+    let mut groups = super::keys::recipients_of(&metadata.key_groups)?;
+    edit(&mut metadata, &mut groups)?;
+    if groups.is_empty() {
+        return Err(Failure::new(
+            Code::Generic,
+            in_file(&input, "a file needs at least one key group"),
+        ));
+    }
+    let threshold = common
+        .shamir_secret_sharing_threshold
+        .unwrap_or(metadata.shamir_threshold);
+    if threshold > groups.len() {
+        return Err(Failure::new(
+            Code::Generic,
+            in_file(
+                &input,
+                format!(
+                    "a Shamir threshold of {threshold} cannot be met by {} key group(s)",
+                    groups.len()
+                ),
+            ),
+        )
+        .with_hint("lower it with --shamir-secret-sharing-threshold"));
+    }
+    let (wrapped, threshold) = document::wrap_data_key(&key, &groups, threshold)
+        .map_err(|e| Failure::new(Code::Generic, in_file(&input, e)))?;
+    metadata.shamir_threshold = if wrapped.len() > 1 { threshold } else { 0 };
+    metadata.key_groups = wrapped;
+    let Loaded { tree, .. } = loaded;
+    let text = format
+        .emit(
+            &tree,
+            Some(&metadata.to_map()),
+            super::indent(config.as_ref(), global),
+        )
+        .map_err(|e| {
+            Failure::new(
+                Code::ErrorDumpingTree,
+                in_file(&input, format!("Could not marshal tree: {e}")),
+            )
+        })?;
+    output.write(&text)
+}
