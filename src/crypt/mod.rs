@@ -15,7 +15,8 @@ pub use value::OpenError;
 
 use std::collections::HashMap;
 
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -23,9 +24,10 @@ use crate::tree::{parse_time, Comment, ListItem, Map, Node, PathStep, Scalar, Tr
 use value::IV_LEN;
 
 /// Where IVs come from.
-#[derive(Clone, Copy)]
 enum Nonces {
-    Random,
+    /// ChaCha20 seeded from the operating system once per file: one getrandom call per value
+    /// would cost more than the encryption itself.
+    Random(Box<ChaCha20Rng>),
     /// Test seam for known-answer vectors: every IV is 32 copies of the next counter byte.
     Counter(u8),
 }
@@ -37,6 +39,7 @@ enum Nonces {
 /// byte-identical ciphertexts and a one-value edit is a one-line diff (sops does the same).
 pub struct Cipher {
     key: DataKey,
+    aead: value::SopsGcm,
     nonces: Nonces,
     remembered: Option<HashMap<Vec<u8>, [u8; IV_LEN]>>,
 }
@@ -58,8 +61,12 @@ fn stash_key(aad: &[u8], type_name: &str, plaintext: &[u8]) -> Vec<u8> {
 impl Cipher {
     pub fn new(key: DataKey) -> Self {
         Cipher {
+            aead: value::cipher(&key),
             key,
-            nonces: Nonces::Random,
+            nonces: Nonces::Random(Box::new(
+                ChaCha20Rng::from_rng(rand::rngs::OsRng)
+                    .expect("the operating system's random number generator is unavailable"),
+            )),
             remembered: None,
         }
     }
@@ -68,6 +75,7 @@ impl Cipher {
     #[doc(hidden)]
     pub fn with_counter_ivs(key: DataKey, first: u8) -> Self {
         Cipher {
+            aead: value::cipher(&key),
             key,
             nonces: Nonces::Counter(first),
             remembered: None,
@@ -85,14 +93,15 @@ impl Cipher {
 
     /// Replaces the data key (rotate) but keeps remembered IVs, as sops does.
     pub fn set_key(&mut self, key: DataKey) {
+        self.aead = value::cipher(&key);
         self.key = key;
     }
 
     fn fresh_iv(&mut self) -> [u8; IV_LEN] {
         match &mut self.nonces {
-            Nonces::Random => {
+            Nonces::Random(rng) => {
                 let mut iv = [0u8; IV_LEN];
-                rand::rngs::OsRng.fill_bytes(&mut iv);
+                rng.fill_bytes(&mut iv);
                 iv
             }
             Nonces::Counter(next) => {
@@ -110,7 +119,7 @@ impl Cipher {
             m.get(key.as_slice()).copied()
         });
         let iv = reused.unwrap_or_else(|| self.fresh_iv());
-        value::seal(&self.key, &iv, plaintext, aad, type_name)
+        value::seal(&self.aead, &iv, plaintext, aad, type_name)
     }
 
     /// Opens an `ENC[…]` string; returns its type name and plaintext.
@@ -120,7 +129,7 @@ impl Cipher {
         aad: &[u8],
     ) -> Result<(String, Zeroizing<Vec<u8>>), OpenError> {
         let sealed = value::parse(text)?;
-        let plaintext = value::open(&self.key, &sealed, aad)?;
+        let plaintext = value::open(&self.aead, &sealed, aad)?;
         if let Some(map) = self.remembered.as_mut() {
             let iv: [u8; IV_LEN] = sealed
                 .iv

@@ -12,8 +12,9 @@ use zeroize::Zeroizing;
 
 use super::DataKey;
 
-/// sops' GCM: AES-256 with a 32-byte nonce (J0 derived by GHASH), 16-byte tag.
-type SopsGcm = AesGcm<Aes256, U32>;
+/// sops' GCM: AES-256 with a 32-byte nonce (J0 derived by GHASH), 16-byte tag. Its key
+/// schedule is wiped on drop (the `zeroize` feature of aes-gcm).
+pub type SopsGcm = AesGcm<Aes256, U32>;
 
 pub const IV_LEN: usize = 32;
 const TAG_LEN: usize = 16;
@@ -80,46 +81,53 @@ pub fn parse(text: &str) -> Result<Sealed<'_>, OpenError> {
     Ok(sealed)
 }
 
-fn cipher(key: &DataKey) -> SopsGcm {
+/// The AEAD for a data key; build it once per file, not once per value.
+pub fn cipher(key: &DataKey) -> SopsGcm {
     SopsGcm::new(GenericArray::from_slice(key.as_bytes()))
 }
 
 /// Seals `plaintext` under `aad` with the given IV and renders the `ENC[…]` string.
 pub fn seal(
-    key: &DataKey,
+    aead: &SopsGcm,
     iv: &[u8; IV_LEN],
     plaintext: &[u8],
     aad: &[u8],
     type_name: &str,
 ) -> String {
     let mut buffer = Zeroizing::new(plaintext.to_vec());
-    let tag = cipher(key)
+    let tag = aead
         .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buffer)
         .expect("AES-GCM encryption cannot fail for inputs below 64 GiB");
-    format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
-        B64.encode(&*buffer),
-        B64.encode(iv),
-        B64.encode(tag),
-        type_name
-    )
+    let base64_len = |n: usize| n.div_ceil(3) * 4;
+    let mut out = String::with_capacity(
+        PREFIX.len() + base64_len(buffer.len()) + base64_len(IV_LEN) + base64_len(TAG_LEN) + 24,
+    );
+    out.push_str(PREFIX);
+    B64.encode_string(&*buffer, &mut out);
+    out.push_str(",iv:");
+    B64.encode_string(iv, &mut out);
+    out.push_str(",tag:");
+    B64.encode_string(tag, &mut out);
+    out.push_str(",type:");
+    out.push_str(type_name);
+    out.push(']');
+    out
 }
 
 /// Opens a parsed value; returns the plaintext bytes.
 pub fn open(
-    key: &DataKey,
+    aead: &SopsGcm,
     sealed: &Sealed<'_>,
     aad: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let mut buffer = Zeroizing::new(sealed.data.clone());
-    cipher(key)
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(&sealed.iv),
-            aad,
-            &mut buffer,
-            GenericArray::from_slice(&sealed.tag),
-        )
-        .map_err(|_| OpenError::Authentication)?;
+    aead.decrypt_in_place_detached(
+        GenericArray::from_slice(&sealed.iv),
+        aad,
+        &mut buffer,
+        GenericArray::from_slice(&sealed.tag),
+    )
+    .map_err(|_| OpenError::Authentication)?;
     Ok(buffer)
 }
 
@@ -133,9 +141,9 @@ mod tests {
     fn opens_the_sops_known_answer_vector() {
         let key = DataKey::from_bytes(&[b'f'; 32]).unwrap();
         let sealed = parse(SOPS_VECTOR).unwrap();
-        assert_eq!(&*open(&key, &sealed, b"bar:").unwrap(), b"foo");
+        assert_eq!(&*open(&cipher(&key), &sealed, b"bar:").unwrap(), b"foo");
         assert_eq!(
-            open(&key, &sealed, b"").unwrap_err(),
+            open(&cipher(&key), &sealed, b"").unwrap_err(),
             OpenError::Authentication
         );
     }
@@ -144,7 +152,10 @@ mod tests {
     fn seal_reproduces_the_vector() {
         let key = DataKey::from_bytes(&[b'f'; 32]).unwrap();
         let iv: [u8; 32] = parse(SOPS_VECTOR).unwrap().iv.try_into().unwrap();
-        assert_eq!(seal(&key, &iv, b"foo", b"bar:", "str"), SOPS_VECTOR);
+        assert_eq!(
+            seal(&cipher(&key), &iv, b"foo", b"bar:", "str"),
+            SOPS_VECTOR
+        );
     }
 
     #[test]
