@@ -16,9 +16,11 @@ fn flag_or_env(flag: &Option<String>, var: &str) -> Option<String> {
     flag.clone().filter(|v| !v.is_empty()).or_else(|| env(var))
 }
 
+/// A comma-separated list, each item trimmed. Spaces inside an item stay: an SSH recipient is
+/// `ssh-ed25519 AAAA… comment`; PGP fingerprints drop their spaces in `PgpRecipient::new`.
 fn split_list(text: &str) -> Vec<String> {
     text.split(',')
-        .map(|s| s.trim().replace(' ', ""))
+        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
 }
