@@ -269,6 +269,8 @@ const UNSUPPORTED_FLAT: [(&str, &str); 5] = [
 ];
 
 fn parse_group(map: &Map) -> Result<GroupSpec, String> {
+    // sops puts the keys of merged groups first, whatever the order of the fields.
+    let mut merged = GroupSpec::default();
     let mut group = GroupSpec::default();
     for pair in map.pairs() {
         match pair.key.as_str() {
@@ -285,9 +287,9 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                 for nested in groups.nodes() {
                     let nested =
                         parse_group(nested.as_map().ok_or("merge must be a list of groups")?)?;
-                    group.age.extend(nested.age);
-                    group.pgp.extend(nested.pgp);
-                    group.unsupported.extend(nested.unsupported);
+                    merged.age.extend(nested.age);
+                    merged.pgp.extend(nested.pgp);
+                    merged.unsupported.extend(nested.unsupported);
                 }
             }
             "kms" | "gcp_kms" | "azure_keyvault" | "hc_vault" | "hckms" => {
@@ -305,6 +307,10 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
             _ => {}
         }
     }
+    merged.age.append(&mut group.age);
+    merged.pgp.append(&mut group.pgp);
+    merged.unsupported.append(&mut group.unsupported);
+    let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
     Ok(group)
@@ -404,7 +410,8 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     }
     dedup(&mut flat.age);
     dedup(&mut flat.pgp);
-    let key_groups = if key_groups.iter().any(|g| !g.is_empty()) {
+    // A non-empty key_groups replaces the flat key fields, even when its groups are empty.
+    let key_groups = if !key_groups.is_empty() {
         key_groups
     } else {
         vec![flat]
@@ -476,3 +483,6 @@ pub fn absolute(path: &Path) -> PathBuf {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
