@@ -228,15 +228,28 @@ pub fn open_with_key(
 
 /// Encrypts an opened tree again under its own data key (edit, set, unset). Opened with
 /// `remember_ivs`, every unchanged value gets back its exact ciphertext, so the file's diff shows
-/// only what changed plus `lastmodified` and `mac`. The version becomes veil's, as sops bumps it.
+/// only what changed plus `lastmodified` and `mac`. An older version is raised to veil's, as sops
+/// does; a newer one is kept.
 pub fn seal(mut opened: Opened) -> Result<(Tree, Metadata), DocumentError> {
     let mac = crypt::encrypt_tree(&mut opened.tree, &mut opened.cipher, &opened.metadata.rules)
         .map_err(DocumentError::Encrypt)?;
     let lastmodified = now();
     opened.metadata.mac = crypt::seal_mac(&mut opened.cipher, &mac, &lastmodified);
     opened.metadata.lastmodified = lastmodified;
-    opened.metadata.version = FORMAT_VERSION.to_string();
+    if is_older(&opened.metadata.version, FORMAT_VERSION) {
+        opened.metadata.version = FORMAT_VERSION.to_string();
+    }
     Ok((opened.tree, opened.metadata))
+}
+
+/// Whether `version` is older than `than`; sops raises a file's version, never lowers it.
+fn is_older(version: &str, than: &str) -> bool {
+    let parse = |v: &str| semver::Version::parse(v.strip_prefix('v').unwrap_or(v)).ok();
+    match (parse(version), parse(than)) {
+        (Some(v), Some(t)) => v < t,
+        // Legacy `1.x` and other non-semver versions are older than any release veil follows.
+        _ => true,
+    }
 }
 
 /// Whether a loaded file counts as encrypted for `filestatus`: sops requires both a version and
@@ -377,6 +390,19 @@ mod tests {
             reopened.tree.documents[0].get("port"),
             Some(&Node::scalar(Value::Int(6543)))
         );
+    }
+
+    #[test]
+    fn sealing_raises_old_versions_and_keeps_newer_ones() {
+        for (stored, kept) in [
+            ("3.7.3", false),
+            ("3.13.2", true),
+            ("3.14.0", true),
+            ("v4.0.0", true),
+            ("1.13", false),
+        ] {
+            assert_eq!(!is_older(stored, FORMAT_VERSION), kept, "{stored}");
+        }
     }
 
     #[test]
