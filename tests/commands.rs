@@ -557,3 +557,116 @@ fn creation_rules_can_name_their_recipients() {
         "the message names the recipient: {stderr}"
     );
 }
+
+#[test]
+fn exec_env_runs_as_another_user_or_in_the_same_process() {
+    let Some((sandbox, recipient)) = setup() else {
+        return;
+    };
+    sandbox.write("flat.yaml", "token: s3cr3t\n");
+    ok(sandbox.run(&["encrypt", "-i", "--age", &recipient, "flat.yaml"], None));
+    // --same-process replaces veil with the shell: the variables are there all the same.
+    let out = ok(sandbox.run(
+        &[
+            "exec-env",
+            "--same-process",
+            "flat.yaml",
+            "printf %s \"$token\"",
+        ],
+        None,
+    ));
+    assert_eq!(out, b"s3cr3t");
+    // --user needs root; CI runs as root, a developer may not.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root {
+        eprintln!("SKIPPED: --user needs root");
+        return;
+    }
+    let out = ok(sandbox.run(
+        &[
+            "exec-env",
+            "--user",
+            "nobody",
+            "flat.yaml",
+            "id -un; printf %s \"$token\"",
+        ],
+        None,
+    ));
+    assert_eq!(String::from_utf8(out).unwrap(), "nobody\ns3cr3t");
+    let out = ok(sandbox.run(
+        &[
+            "exec-file",
+            "--user",
+            "nobody",
+            "flat.yaml",
+            "id -un; cat {}",
+        ],
+        None,
+    ));
+    assert_eq!(String::from_utf8(out).unwrap(), "nobody\ntoken: s3cr3t\n");
+    fails_with(
+        sandbox.run(
+            &[
+                "exec-env",
+                "--user",
+                "no-such-user-here",
+                "flat.yaml",
+                "true",
+            ],
+            None,
+        ),
+        1,
+    );
+}
+
+#[test]
+fn sops_global_flags_before_the_subcommand() {
+    let Some((sandbox, _)) = setup() else { return };
+    // Ansible's community.sops passes these before the subcommand.
+    let out = ok(sandbox.run(
+        &[
+            "--enable-local-keyservice=false",
+            "--disable-version-check",
+            "--verbose",
+            "decrypt",
+            "--extract",
+            r#"["token"]"#,
+            "app.yaml",
+        ],
+        None,
+    ));
+    assert_eq!(out, b"s3cr3t");
+    ok(sandbox.run(
+        &[
+            "--indent",
+            "2",
+            "decrypt",
+            "--output-type",
+            "json",
+            "app.yaml",
+        ],
+        None,
+    ));
+    let stderr = fails_with(
+        sandbox.run(
+            &[
+                "--keyservice",
+                "tcp://127.0.0.1:5000",
+                "decrypt",
+                "app.yaml",
+            ],
+            None,
+        ),
+        1,
+    );
+    assert!(stderr.contains("key service"), "{stderr}");
+    let out = String::from_utf8(ok(
+        sandbox.run(&["--version", "--disable-version-check"], None)
+    ))
+    .unwrap();
+    assert!(out.starts_with("veil "), "{out}");
+}

@@ -35,8 +35,7 @@ pub const SOPS_VERSION: &str = veil::metadata::FORMAT_VERSION;
 #[command(
     name = "veil",
     about = "Keep secrets in git: encrypt YAML, JSON, dotenv, INI, TOML and binary files value by value, compatible with sops",
-    disable_version_flag = true,
-    args_conflicts_with_subcommands = true
+    disable_version_flag = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -81,7 +80,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, hide = true)]
     pub keyservice: Vec<String>,
     /// Accepted for sops compatibility: veil always uses local keys
-    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
     pub enable_local_keyservice: Option<String>,
 }
 
