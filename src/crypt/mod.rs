@@ -271,10 +271,16 @@ struct Walk<'a> {
     cipher: &'a mut Cipher,
     rules: &'a Rules,
     mode: Mode,
-    /// Mapping keys from the root; joined with ':' they are the AAD.
+    /// Mapping keys from the root (the first `depth` entries; the rest are spare buffers, so
+    /// that a walk does not allocate per key); joined with ':' they are the AAD.
     keys: Vec<String>,
-    /// The same path with list indexes, for error messages.
-    steps: Vec<PathStep>,
+    depth: usize,
+    /// The AAD of the current path: each key followed by ':'.
+    aad: Vec<u8>,
+    /// Where each key's part of `aad` starts.
+    aad_marks: Vec<usize>,
+    /// The same path with list indexes, for error messages; `None` stands for the next key.
+    steps: Vec<Option<usize>>,
     comments: Vec<Vec<String>>,
     mac: Sha512,
     kept_comments: Vec<CommentWarning>,
@@ -291,6 +297,9 @@ impl<'a> Walk<'a> {
             rules,
             mode,
             keys: Vec::new(),
+            depth: 0,
+            aad: Vec::new(),
+            aad_marks: Vec::new(),
             steps: Vec::new(),
             comments: Vec::new(),
             mac,
@@ -310,12 +319,43 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn aad(&self) -> Vec<u8> {
-        aad_of(&self.keys)
+    fn keys(&self) -> &[String] {
+        &self.keys[..self.depth]
+    }
+
+    fn push_key(&mut self, key: &str) {
+        if let Some(spare) = self.keys.get_mut(self.depth) {
+            spare.clear();
+            spare.push_str(key);
+        } else {
+            self.keys.push(key.to_string());
+        }
+        self.depth += 1;
+        self.aad_marks.push(self.aad.len());
+        self.aad.extend_from_slice(key.as_bytes());
+        self.aad.push(b':');
+        self.steps.push(None);
+    }
+
+    fn pop_key(&mut self) {
+        self.depth -= 1;
+        if let Some(mark) = self.aad_marks.pop() {
+            self.aad.truncate(mark);
+        }
+        self.steps.pop();
     }
 
     fn path(&self) -> String {
-        display_path(&self.steps)
+        let mut keys = self.keys().iter();
+        let steps: Vec<PathStep> = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Some(index) => PathStep::Index(*index),
+                None => PathStep::Key(keys.next().cloned().unwrap_or_default()),
+            })
+            .collect();
+        display_path(&steps)
     }
 
     fn map(&mut self, map: &mut Map) -> Result<(), CryptError> {
@@ -324,11 +364,9 @@ impl<'a> Walk<'a> {
             match item {
                 crate::tree::MapItem::Comment(c) => self.comment(c)?,
                 crate::tree::MapItem::Pair(pair) => {
-                    self.keys.push(pair.key.clone());
-                    self.steps.push(PathStep::Key(pair.key.clone()));
+                    self.push_key(&pair.key);
                     let result = self.node(&mut pair.value);
-                    self.keys.pop();
-                    self.steps.pop();
+                    self.pop_key();
                     result?;
                     self.clear_level();
                 }
@@ -341,7 +379,7 @@ impl<'a> Walk<'a> {
     fn list(&mut self, list: &mut crate::tree::List) -> Result<(), CryptError> {
         self.comments.push(Vec::new());
         for (index, item) in list.0.iter_mut().enumerate() {
-            self.steps.push(PathStep::Index(index));
+            self.steps.push(Some(index));
             let result = match item {
                 ListItem::Comment(c) => self.comment(c),
                 ListItem::Node(node) => {
@@ -394,18 +432,22 @@ impl<'a> Walk<'a> {
         if scalar.value == Value::Null {
             return Ok(());
         }
-        let encrypted = self.rules.should_encrypt(&self.keys, &self.comments, false);
+        let encrypted = self
+            .rules
+            .should_encrypt(self.keys(), &self.comments, false);
         let hashed = encrypted || !self.rules.mac_only_encrypted;
         match self.mode {
             Mode::Encrypt => {
-                let plaintext = Zeroizing::new(scalar.value.canonical_bytes());
-                if hashed {
-                    self.mac.update(&plaintext);
-                }
-                if encrypted && !scalar.value.is_empty_string() {
-                    let sealed =
-                        self.cipher
-                            .seal(&plaintext, &self.aad(), scalar.value.type_name());
+                let sealed = with_canonical_bytes(&scalar.value, |plaintext| {
+                    if hashed {
+                        self.mac.update(plaintext);
+                    }
+                    (encrypted && !scalar.value.is_empty_string()).then(|| {
+                        let aad = current_aad(self.depth, &self.aad);
+                        self.cipher.seal(plaintext, aad, scalar.value.type_name())
+                    })
+                });
+                if let Some(sealed) = sealed {
                     scalar.value = Value::Str(sealed);
                 }
             }
@@ -414,8 +456,7 @@ impl<'a> Walk<'a> {
                     scalar.value = self.open_value(&scalar.value)?;
                 }
                 if hashed {
-                    self.mac
-                        .update(Zeroizing::new(scalar.value.canonical_bytes()));
+                    with_canonical_bytes(&scalar.value, |plaintext| self.mac.update(plaintext));
                 }
             }
         }
@@ -431,14 +472,15 @@ impl<'a> Walk<'a> {
         if !value::is_sealed(text) {
             return Err(CryptError::NotEncrypted { path: self.path() });
         }
+        let aad = current_aad(self.depth, &self.aad);
         let (type_name, plaintext) =
             self.cipher
-                .open(text, &self.aad())
+                .open(text, aad)
                 .map_err(|source| CryptError::Open {
                     path: self.path(),
                     source,
                 })?;
-        typed_value(&type_name, &plaintext).ok_or_else(|| {
+        typed_value(&type_name, plaintext).ok_or_else(|| {
             if matches!(
                 type_name.as_str(),
                 "str" | "int" | "float" | "bool" | "time" | "bytes"
@@ -461,15 +503,14 @@ impl<'a> Walk<'a> {
             .last_mut()
             .expect("comments live inside a map or list")
             .push(comment.text.clone());
-        let encrypted = self.rules.should_encrypt(&self.keys, &self.comments, true);
+        let encrypted = self.rules.should_encrypt(self.keys(), &self.comments, true);
         if !encrypted || comment.text.is_empty() {
             return Ok(());
         }
         match self.mode {
             Mode::Encrypt => {
-                let sealed = self
-                    .cipher
-                    .seal(comment.text.as_bytes(), &self.aad(), "comment");
+                let aad = current_aad(self.depth, &self.aad);
+                let sealed = self.cipher.seal(comment.text.as_bytes(), aad, "comment");
                 if let Some(Selector::UnencryptedCommentRegex(p)) = &self.rules.selector {
                     if p.is_match(&sealed) {
                         return Err(CryptError::CommentMatchesRule { path: self.path() });
@@ -500,12 +541,22 @@ impl<'a> Walk<'a> {
         if !value::is_sealed(text) {
             return None;
         }
-        for depth in (0..=self.keys.len()).rev() {
+        for depth in (0..=self.depth).rev() {
             if let Ok((_, plaintext)) = self.cipher.open(text, &aad_of(&self.keys[..depth])) {
                 return String::from_utf8(plaintext.to_vec()).ok();
             }
         }
         None
+    }
+}
+
+/// The AAD of a walk's current path: its incremental `aad` buffer, or `:` at the top level
+/// (what [`aad_of`] gives for no keys).
+fn current_aad(depth: usize, aad: &[u8]) -> &[u8] {
+    if depth == 0 {
+        b":"
+    } else {
+        aad
     }
 }
 
@@ -525,15 +576,33 @@ fn is_sealed_comment(node: &Node) -> bool {
     }
 }
 
-/// Parses decrypted plaintext back into a typed value (spec §2.3, Go's parsers).
-fn typed_value(type_name: &str, plaintext: &[u8]) -> Option<Value> {
+/// Calls `f` with a value's canonical plaintext, borrowed where the value holds it as is; a
+/// rendered copy is wiped afterwards.
+fn with_canonical_bytes<R>(value: &Value, f: impl FnOnce(&[u8]) -> R) -> R {
+    match value {
+        Value::Str(s) => f(s.as_bytes()),
+        Value::Bytes(b) => f(b),
+        other => f(&Zeroizing::new(other.canonical_bytes())),
+    }
+}
+
+/// Parses decrypted plaintext back into a typed value (spec §2.3, Go's parsers). A string or
+/// bytes value takes over the plaintext buffer; otherwise it is wiped when dropped.
+fn typed_value(type_name: &str, mut plaintext: Zeroizing<Vec<u8>>) -> Option<Value> {
+    if matches!(type_name, "str" | "bytes") {
+        let bytes = std::mem::take(&mut *plaintext);
+        return Some(if type_name == "bytes" {
+            Value::Bytes(bytes)
+        } else {
+            match String::from_utf8(bytes) {
+                Ok(s) => Value::Str(s),
+                Err(e) => Value::Bytes(e.into_bytes()),
+            }
+        });
+    }
+    let plaintext: &[u8] = &plaintext;
     let text = || std::str::from_utf8(plaintext).ok();
     Some(match type_name {
-        "str" => match std::str::from_utf8(plaintext) {
-            Ok(s) => Value::Str(s.to_string()),
-            Err(_) => Value::Bytes(plaintext.to_vec()),
-        },
-        "bytes" => Value::Bytes(plaintext.to_vec()),
         "int" => Value::Int(text()?.parse().ok()?),
         "float" => Value::Float(parse_go_float(text()?)?),
         "bool" => Value::Bool(match text()? {

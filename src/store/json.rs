@@ -16,7 +16,10 @@ mod write;
 pub(super) mod tests;
 
 use super::{Loaded, StoreError};
-use crate::tree::{Map, MapItem, Node, Tree};
+use crate::tree::{Map, Node, Tree, Value};
+// The tests build trees by hand through `super::*`.
+#[cfg(test)]
+use crate::tree::MapItem;
 use write::Writer;
 
 const FORMAT: &str = "json";
@@ -84,13 +87,32 @@ fn emit_error(message: String) -> StoreError {
     }
 }
 
-/// A starting buffer size from the top level alone (ENC strings are ~100 bytes each), so small
-/// files allocate once and large ones grow in few steps without a sizing walk over the tree.
+/// A starting buffer size: the text of every key and string plus a little for each value and
+/// its indentation, so the output is written into one allocation (escapes or deep nesting may
+/// still grow it). Reserved pages that are never written cost no memory.
 fn estimated_size(document: &Map) -> usize {
-    let members = document
-        .0
-        .iter()
-        .filter(|item| matches!(item, MapItem::Pair(_)))
-        .count();
-    (members * 128 + 4096).min(1 << 24)
+    fn size(node: &Node, depth: usize) -> usize {
+        match node {
+            Node::Map(map) => map
+                .pairs()
+                .map(|p| p.key.len() + 8 + depth * 2 + size(&p.value, depth + 1))
+                .sum::<usize>()
+                .saturating_add(4 + depth * 2),
+            Node::List(list) => list
+                .nodes()
+                .map(|n| 4 + depth * 2 + size(n, depth + 1))
+                .sum::<usize>()
+                .saturating_add(4 + depth * 2),
+            Node::Scalar(scalar) => match &scalar.value {
+                Value::Str(s) => s.len() + s.len() / 16 + 2,
+                Value::Bytes(b) => b.len() * 2 + 2,
+                _ => 40,
+            },
+        }
+    }
+    let body: usize = document
+        .pairs()
+        .map(|p| p.key.len() + 8 + size(&p.value, 1))
+        .sum();
+    body.saturating_add(body / 8).saturating_add(16384)
 }

@@ -193,9 +193,16 @@ impl Reader<'_> {
                     break; // on to the container's next value
                 }
                 self.pos += 1;
+                // Growth leaves up to half of a vector unused; give it back (in place).
                 node = match container {
-                    Open::Object { items, .. } => Node::Map(Map(items)),
-                    Open::Array { items } => Node::List(List(items)),
+                    Open::Object { mut items, .. } => {
+                        items.shrink_to_fit();
+                        Node::Map(Map(items))
+                    }
+                    Open::Array { mut items } => {
+                        items.shrink_to_fit();
+                        Node::List(List(items))
+                    }
                 };
             }
         }
@@ -285,13 +292,7 @@ impl Reader<'_> {
         let open = self.pos;
         let start = open + 1;
         let input = self.input;
-        let mut end = start;
-        while let Some(&b) = input.get(end) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
-                break;
-            }
-            end += 1;
-        }
+        let end = start + plain_run(&input[start.min(input.len())..]);
         // Fast path: no escapes, valid UTF-8 — one copy.
         if input.get(end) == Some(&b'"') {
             if let Ok(text) = std::str::from_utf8(&input[start..end]) {
@@ -303,12 +304,7 @@ impl Reader<'_> {
         let mut at = start;
         loop {
             let run_start = at;
-            while let Some(&b) = input.get(at) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                at += 1;
-            }
+            at += plain_run(&input[at.min(input.len())..]);
             push_coerced(&mut out, &input[run_start..at]);
             match input.get(at) {
                 None => return Err(self.error_at(open, "unterminated string")),
@@ -374,6 +370,42 @@ impl Reader<'_> {
             Some(acc * 16 + digit)
         })
     }
+}
+
+/// The length of the longest prefix of `bytes` without a quote, a backslash or a control
+/// character (what ends a run of a string's literal text), eight bytes at a time.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Nonzero when some byte of `v` is zero (exact as a whole, though not per byte).
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // Bytes below 0x20: among bytes below 0x80 exact; a high byte may flag falsely,
+        // which only sends this chunk to the byte loop.
+        let special = (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+            | has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            // Find it among these eight, or go on after them.
+            match chunk
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            {
+                Some(i) => return at + i,
+                None => {
+                    at += 8;
+                    continue;
+                }
+            }
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(bytes.len() - at)
 }
 
 /// Appends bytes as Go's decoder does: valid UTF-8 as is, each invalid byte as U+FFFD.

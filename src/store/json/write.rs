@@ -160,10 +160,7 @@ impl Writer {
         let mut rest = bytes;
         while !rest.is_empty() {
             // Copy the longest run that needs no escaping in one go.
-            let safe = rest
-                .iter()
-                .position(|&b| needs_escape(b))
-                .unwrap_or(rest.len());
+            let safe = safe_prefix(rest);
             self.out.extend_from_slice(&rest[..safe]);
             rest = &rest[safe..];
             let Some(&b) = rest.first() else { break };
@@ -210,6 +207,41 @@ impl Writer {
 /// (to check UTF-8 and catch U+2028/U+2029).
 fn needs_escape(b: u8) -> bool {
     !(0x20..0x80).contains(&b) || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
+}
+
+/// The length of the longest prefix of `bytes` without a byte that [`needs_escape`], eight
+/// bytes at a time.
+fn safe_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Nonzero when some byte of `v` is zero (exact as a whole, though not per byte).
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let special = (word & HIGH)
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+            | has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')))
+            | has_zero(word ^ (ONES * u64::from(b'<')))
+            | has_zero(word ^ (ONES * u64::from(b'>')))
+            | has_zero(word ^ (ONES * u64::from(b'&')));
+        if special != 0 {
+            // Find it among these eight, or go on after them.
+            match chunk.iter().position(|&b| needs_escape(b)) {
+                Some(i) => return at + i,
+                None => {
+                    at += 8;
+                    continue;
+                }
+            }
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .unwrap_or(bytes.len() - at)
 }
 
 /// The length of the UTF-8 sequence a non-ASCII lead byte announces, if the input holds it.

@@ -86,15 +86,29 @@ struct DocumentLayout {
 }
 
 /// The tree as read, flattened in walk order, to recognise an unchanged structure.
+///
+/// Kept lean: keys live once in one string (`keys`), and a leaf whose original value can be
+/// read again from the source text (the common case) stores no copy of it.
 #[derive(Clone, Default)]
-struct Shape(Arc<[Step]>);
+struct Shape(Arc<ShapeData>);
+
+#[derive(Default)]
+struct ShapeData {
+    steps: Vec<Step>,
+    /// The leaves, in order: each `Step::Leaf` is the next one.
+    leaves: Vec<Leaf>,
+    /// Every key of the tree, concatenated in order: each `Step::Key` ends the next one.
+    keys: String,
+}
 
 enum Step {
     /// A mapping or list begins.
     Open,
     Close,
-    Key(String),
-    Leaf(Leaf),
+    /// A key: the text in `keys` from the previous key's end to this offset.
+    Key(usize),
+    /// The next of `leaves`.
+    Leaf,
     /// A leaf without a source position (a copied alias target).
     Unplaced,
     EndDocument,
@@ -107,9 +121,25 @@ struct Leaf {
     context: read::LeafContext,
 }
 
+/// What a leaf held when it was read.
 enum Original {
-    Value(Value),
-    Comment(String),
+    /// A plain, untagged scalar whose source text is its text: the value is that text
+    /// resolved again (`resolve_plain`).
+    Plain,
+    /// A quoted, untagged scalar on one line without escapes: the value is the string
+    /// between the quotes.
+    Quoted,
+    /// A value that cannot be read back from the source text cheaply.
+    Value(Box<Value>),
+    /// A comment whose source is `#` and its text.
+    SourceComment,
+    Comment(Box<str>),
+}
+
+impl Original {
+    fn is_comment(&self) -> bool {
+        matches!(self, Original::SourceComment | Original::Comment(_))
+    }
 }
 
 /// Writes the documents, each followed by `metadata` when given, keeping the source layout

@@ -13,13 +13,14 @@
 //!   bare `key:` or `-` it becomes a head comment of the nested value.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 use base64::Engine;
 use granit_parser::{Event, Marker, Parser, Placement, ScalarStyle, StructureStyle, Tag};
 
 use super::resolve::{resolve_plain, ResolveError};
-use super::{DocumentLayout, Leaf, Original, Shape, Step};
+use super::{DocumentLayout, Leaf, Original, Shape, ShapeData, Step};
 use crate::crypt::display_path;
 use crate::store::StoreError;
 use crate::tree::{
@@ -79,17 +80,73 @@ struct Position {
     indent: Option<usize>,
 }
 
-/// Where a leaf stands, as the writer needs it to put new text in its place.
-#[derive(Clone, Copy, Default)]
+/// Where a leaf stands, as the writer needs it to put new text in its place. One is kept per
+/// leaf, so columns are stored in 32 bits ([`TOO_WIDE`] past that, which makes the writer fall
+/// back to fresh YAML rather than guess).
+#[derive(Clone, Copy)]
 pub(super) struct LeafContext {
     /// Inside a flow collection, where `,[]{}` end a plain scalar.
     pub in_flow: bool,
-    /// Column of the enclosing block collection (its keys, or its `-` indicators).
-    pub parent_indent: usize,
-    /// For an element of a block list: the column of its `-`.
-    pub list_dash: Option<usize>,
     /// An expanded alias: always rewritten, so no alias survives over a changed value.
     pub alias: bool,
+    /// Whether the value as read can be recomputed from the source text.
+    pub(super) from_source: FromSource,
+    /// Column of the enclosing block collection (its keys, or its `-` indicators).
+    parent_indent: u32,
+    /// For an element of a block list: the column of its `-`; [`NO_DASH`] otherwise.
+    list_dash: u32,
+}
+
+const NO_DASH: u32 = u32::MAX;
+const TOO_WIDE: u32 = u32::MAX - 1;
+
+fn column(at: usize) -> u32 {
+    u32::try_from(at).map_or(TOO_WIDE, |c| c.min(TOO_WIDE))
+}
+
+impl Default for LeafContext {
+    fn default() -> Self {
+        LeafContext {
+            in_flow: false,
+            alias: false,
+            from_source: FromSource::No,
+            parent_indent: 0,
+            list_dash: NO_DASH,
+        }
+    }
+}
+
+impl LeafContext {
+    fn new(in_flow: bool, parent_indent: usize, list_dash: Option<usize>, alias: bool) -> Self {
+        LeafContext {
+            in_flow,
+            alias,
+            from_source: FromSource::No,
+            parent_indent: column(parent_indent),
+            list_dash: list_dash.map_or(NO_DASH, column),
+        }
+    }
+
+    /// Column of the enclosing block collection; `None` when too wide to have been recorded.
+    pub(super) fn parent_indent(&self) -> Option<usize> {
+        (self.parent_indent != TOO_WIDE).then_some(self.parent_indent as usize)
+    }
+
+    /// For an element of a block list: the column of its `-` (`None` also when too wide).
+    pub(super) fn list_dash(&self) -> Option<usize> {
+        (self.list_dash < TOO_WIDE).then_some(self.list_dash as usize)
+    }
+}
+
+/// How a scalar's value as read follows from its source text, so the layout need not keep a copy.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum FromSource {
+    #[default]
+    No,
+    /// Plain and untagged, the source text is the scalar's text.
+    Plain,
+    /// Quoted and untagged, the text between the quotes is the scalar's text.
+    Quoted,
 }
 
 struct Frame {
@@ -100,9 +157,47 @@ struct Frame {
     anchor: usize,
     /// Line on which the last item ended, for end-of-line comments.
     last_line: usize,
-    /// Keys seen so far, for the duplicate check (first document only, as sops).
-    seen: Option<HashSet<String>>,
+    /// Whether keys are checked for duplicates (first document only, as sops).
+    check_duplicates: bool,
+    /// Hashes of the keys so far, for the duplicate check of large mappings (small ones are
+    /// scanned); a hash match is confirmed against the keys themselves.
+    seen: Option<HashSet<u64, BuildHasherDefault<KeyHasher>>>,
 }
+
+/// Keys are hashed once each; FNV-1a is plenty for that and much cheaper than SipHash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The set holds hashes already.
+        self.0 = n;
+    }
+}
+
+fn key_hash(key: &str) -> u64 {
+    BuildHasherDefault::<KeyHasher>::default().hash_one(key)
+}
+
+/// Mappings with more keys than this get a hash set for the duplicate check.
+const SCAN_KEYS: usize = 16;
 
 enum Body {
     Map(Map, Option<PendingKey>),
@@ -127,7 +222,8 @@ struct Reader<'s> {
     frames: Vec<Frame>,
     pending: Vec<PendingComment>,
     anchors: HashMap<usize, Node>,
-    contexts: HashMap<usize, LeafContext>,
+    /// Leaf contexts by source offset, mostly in source order; sorted once at the end.
+    contexts: Vec<(usize, LeafContext)>,
     documents: Vec<Map>,
     layouts: Vec<DocumentLayout>,
     metadata: Option<Node>,
@@ -154,7 +250,7 @@ impl<'s> Reader<'s> {
             frames: Vec::new(),
             pending: Vec::new(),
             anchors: HashMap::new(),
-            contexts: HashMap::new(),
+            contexts: Vec::new(),
             documents: Vec::new(),
             layouts: Vec::new(),
             metadata: None,
@@ -206,6 +302,23 @@ impl<'s> Reader<'s> {
                 }
                 let value = self.scalar_value(&text, style, tag.as_deref())?;
                 let range = self.scalar_range(style, at, tag_range);
+                let from_source = if tag.is_some() {
+                    FromSource::No
+                } else {
+                    match style {
+                        ScalarStyle::Plain if self.source.get(range.clone()) == Some(&*text) => {
+                            FromSource::Plain
+                        }
+                        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+                            if range.len() >= 2
+                                && self.source.get(range.start + 1..range.end - 1)
+                                    == Some(&*text) =>
+                        {
+                            FromSource::Quoted
+                        }
+                        _ => FromSource::No,
+                    }
+                };
                 self.last_content_end = at.end;
                 let scalar = Scalar {
                     value,
@@ -223,7 +336,8 @@ impl<'s> Reader<'s> {
                 if anchor != 0 {
                     self.anchors.insert(anchor, Node::Scalar(scalar.clone()));
                 }
-                let context = self.leaf_context(false);
+                let mut context = self.leaf_context(false);
+                context.from_source = from_source;
                 self.content(Content::Scalar(scalar, context), at)?;
             }
             Event::Alias(id) => {
@@ -301,14 +415,14 @@ impl<'s> Reader<'s> {
 
     fn new_frame(&self, body: Body, indent: usize, flow: bool, anchor: usize) -> Frame {
         let first_document = self.documents.is_empty() && self.root.is_none();
-        let seen = (first_document && matches!(body, Body::Map(..))).then(HashSet::new);
         Frame {
+            check_duplicates: first_document && matches!(body, Body::Map(..)),
             body,
             indent,
             flow: flow || self.frames.last().is_some_and(|f| f.flow),
             anchor,
             last_line: 0,
-            seen,
+            seen: None,
         }
     }
 
@@ -341,20 +455,20 @@ impl<'s> Reader<'s> {
 
     fn key(&mut self, key: String, at: Position) -> Result<(), StoreError> {
         let pending = std::mem::take(&mut self.pending);
-        let path = self.path();
         let Some(frame) = self.frames.last_mut() else {
             return Ok(());
         };
-        if let Some(seen) = &mut frame.seen {
-            if !seen.insert(key.clone()) {
-                let mut steps = path;
-                steps.push(PathStep::Key(key));
-                return Err(StoreError::Structure {
-                    path: display_path(&steps),
-                    message: "duplicate key".into(),
-                });
-            }
+        if frame.check_duplicates && is_duplicate(frame, &key) {
+            let mut steps = self.path();
+            steps.push(PathStep::Key(key));
+            return Err(StoreError::Structure {
+                path: display_path(&steps),
+                message: "duplicate key".into(),
+            });
         }
+        let Some(frame) = self.frames.last_mut() else {
+            return Ok(());
+        };
         if let Body::Map(map, slot) = &mut frame.body {
             for p in pending {
                 map.0.push(MapItem::Comment(p.comment));
@@ -370,15 +484,15 @@ impl<'s> Reader<'s> {
 
     fn leaf_context(&self, alias: bool) -> LeafContext {
         match self.frames.last() {
-            Some(frame) => LeafContext {
-                in_flow: frame.flow,
-                parent_indent: frame.indent,
-                list_dash: match frame.body {
+            Some(frame) => LeafContext::new(
+                frame.flow,
+                frame.indent,
+                match frame.body {
                     Body::List(_) if !frame.flow => Some(frame.indent),
                     _ => None,
                 },
                 alias,
-            },
+            ),
             None => LeafContext::default(),
         }
     }
@@ -503,7 +617,7 @@ impl<'s> Reader<'s> {
             Content::Scalar(scalar, context) => {
                 self.file_comments(pending);
                 if let Some(span) = &scalar.span {
-                    self.contexts.insert(span.range.start, context);
+                    self.contexts.push((span.range.start, context));
                 }
                 self.place(Node::Scalar(scalar), at.end_line)
             }
@@ -596,7 +710,7 @@ impl<'s> Reader<'s> {
                     .unwrap_or(list.0.len());
                 if let Some(span) = &comment.span {
                     let context = list_context(frame.indent, frame.flow);
-                    self.contexts.insert(span.range.start, context);
+                    self.contexts.push((span.range.start, context));
                 }
                 list.0.insert(before, ListItem::Comment(comment));
             }
@@ -627,9 +741,16 @@ impl<'s> Reader<'s> {
         if self.frames.is_empty() {
             self.top = Some((frame.indent, !frame.flow));
         }
+        // Growth leaves up to half of a vector unused; give it back (in place).
         let node = match frame.body {
-            Body::Map(map, _) => Node::Map(map),
-            Body::List(list) => Node::List(list),
+            Body::Map(mut map, _) => {
+                map.0.shrink_to_fit();
+                Node::Map(map)
+            }
+            Body::List(mut list) => {
+                list.0.shrink_to_fit();
+                Node::List(list)
+            }
         };
         if frame.anchor != 0 {
             let mut copy = node.clone();
@@ -674,16 +795,32 @@ impl<'s> Reader<'s> {
         if self.documents.is_empty() {
             return Err(StoreError::Empty);
         }
-        let mut shape = Vec::new();
+        // Later entries for the same offset win, as they did in a map.
+        self.contexts.sort_by_key(|(start, _)| *start);
+        let mut size = ShapeSize::default();
         for document in &self.documents {
-            shape_of_map(document, &mut self.contexts, &mut shape);
-            shape.push(Step::EndDocument);
+            size.map(document);
         }
+        let mut shape = ShapeBuilder {
+            source: self.source,
+            contexts: &self.contexts,
+            data: ShapeData {
+                steps: Vec::with_capacity(size.steps + self.documents.len()),
+                leaves: Vec::with_capacity(size.leaves),
+                keys: String::with_capacity(size.key_bytes),
+            },
+        };
+        for document in &self.documents {
+            shape.map(document);
+            shape.data.steps.push(Step::EndDocument);
+        }
+        let shape = Shape(std::sync::Arc::new(shape.data));
+        drop(self.contexts);
         Ok(Read {
             documents: self.documents,
             metadata: self.metadata,
             layouts: self.layouts,
-            shape: Shape(shape.into()),
+            shape,
         })
     }
 
@@ -708,20 +845,39 @@ impl<'s> Reader<'s> {
 }
 
 fn list_context(indent: usize, flow: bool) -> LeafContext {
-    LeafContext {
-        in_flow: flow,
-        parent_indent: indent,
-        list_dash: (!flow).then_some(indent),
-        alias: false,
+    LeafContext::new(flow, indent, (!flow).then_some(indent), false)
+}
+
+/// Whether `key` is already a key of the frame's mapping. Small mappings are scanned; larger
+/// ones keep a set of key hashes, and a hash seen before is confirmed by a scan.
+fn is_duplicate(frame: &mut Frame, key: &str) -> bool {
+    let Body::Map(map, _) = &frame.body else {
+        return false;
+    };
+    let scan = || map.pairs().any(|p| p.key == key);
+    match &mut frame.seen {
+        Some(seen) => !seen.insert(key_hash(key)) && scan(),
+        None => {
+            if scan() {
+                return true;
+            }
+            if map.0.len() >= SCAN_KEYS {
+                let mut seen: HashSet<u64, BuildHasherDefault<KeyHasher>> =
+                    map.pairs().map(|p| key_hash(&p.key)).collect();
+                seen.insert(key_hash(key));
+                frame.seen = Some(seen);
+            }
+            false
+        }
     }
 }
 
-fn push_comment(frame: &mut Frame, comment: Comment, contexts: &mut HashMap<usize, LeafContext>) {
+fn push_comment(frame: &mut Frame, comment: Comment, contexts: &mut Vec<(usize, LeafContext)>) {
     match &mut frame.body {
         Body::Map(map, _) => map.0.push(MapItem::Comment(comment)),
         Body::List(list) => {
             if let Some(span) = &comment.span {
-                contexts.insert(span.range.start, list_context(frame.indent, frame.flow));
+                contexts.push((span.range.start, list_context(frame.indent, frame.flow)));
             }
             list.0.push(ListItem::Comment(comment));
         }
@@ -765,55 +921,144 @@ pub(super) fn line_end_after(source: &str, at: usize) -> usize {
     source[at..].find('\n').map_or(source.len(), |i| at + i + 1)
 }
 
-fn shape_of_map(map: &Map, contexts: &mut HashMap<usize, LeafContext>, shape: &mut Vec<Step>) {
-    shape.push(Step::Open);
-    for item in &map.0 {
-        match item {
-            MapItem::Pair(pair) => {
-                shape.push(Step::Key(pair.key.clone()));
-                shape_of_node(&pair.value, contexts, shape);
-            }
-            MapItem::Comment(c) => shape_of_comment(c, contexts, shape),
-        }
-    }
-    shape.push(Step::Close);
+/// Counts the steps and key bytes of a shape, to allocate it once.
+#[derive(Default)]
+struct ShapeSize {
+    steps: usize,
+    leaves: usize,
+    key_bytes: usize,
 }
 
-fn shape_of_node(node: &Node, contexts: &mut HashMap<usize, LeafContext>, shape: &mut Vec<Step>) {
-    match node {
-        Node::Map(map) => shape_of_map(map, contexts, shape),
-        Node::List(list) => {
-            shape.push(Step::Open);
-            for item in &list.0 {
-                match item {
-                    ListItem::Node(node) => shape_of_node(node, contexts, shape),
-                    ListItem::Comment(c) => shape_of_comment(c, contexts, shape),
+impl ShapeSize {
+    fn map(&mut self, map: &Map) {
+        self.steps += 2 + map.0.len();
+        for item in &map.0 {
+            match item {
+                MapItem::Pair(pair) => {
+                    self.key_bytes += pair.key.len();
+                    self.node(&pair.value);
+                }
+                MapItem::Comment(_) => self.leaves += 1,
+            }
+        }
+    }
+
+    fn node(&mut self, node: &Node) {
+        match node {
+            Node::Map(map) => self.map(map),
+            Node::List(list) => {
+                self.steps += 2;
+                for item in &list.0 {
+                    match item {
+                        ListItem::Node(node) => self.node(node),
+                        ListItem::Comment(_) => {
+                            self.steps += 1;
+                            self.leaves += 1;
+                        }
+                    }
                 }
             }
-            shape.push(Step::Close);
+            Node::Scalar(_) => {
+                self.steps += 1;
+                self.leaves += 1;
+            }
         }
-        Node::Scalar(scalar) => shape.push(match &scalar.span {
-            Some(span) => Step::Leaf(Leaf {
-                start: span.range.start,
-                original: Original::Value(scalar.value.clone()),
-                context: contexts.remove(&span.range.start).unwrap_or_default(),
-            }),
-            None => Step::Unplaced,
-        }),
     }
 }
 
-fn shape_of_comment(
-    comment: &Comment,
-    contexts: &mut HashMap<usize, LeafContext>,
-    shape: &mut Vec<Step>,
-) {
-    shape.push(match &comment.span {
-        Some(span) => Step::Leaf(Leaf {
-            start: span.range.start,
-            original: Original::Comment(comment.text.clone()),
-            context: contexts.remove(&span.range.start).unwrap_or_default(),
-        }),
-        None => Step::Unplaced,
-    });
+struct ShapeBuilder<'a> {
+    source: &'a str,
+    /// Sorted by offset.
+    contexts: &'a [(usize, LeafContext)],
+    data: ShapeData,
+}
+
+impl ShapeBuilder<'_> {
+    /// The context recorded last for a leaf at `start`.
+    fn context(&self, start: usize) -> LeafContext {
+        let after = self.contexts.partition_point(|(at, _)| *at <= start);
+        match after.checked_sub(1).map(|i| &self.contexts[i]) {
+            Some((at, context)) if *at == start => *context,
+            _ => LeafContext::default(),
+        }
+    }
+
+    fn map(&mut self, map: &Map) {
+        self.data.steps.push(Step::Open);
+        for item in &map.0 {
+            match item {
+                MapItem::Pair(pair) => {
+                    self.data.keys.push_str(&pair.key);
+                    self.data.steps.push(Step::Key(self.data.keys.len()));
+                    self.node(&pair.value);
+                }
+                MapItem::Comment(c) => self.comment(c),
+            }
+        }
+        self.data.steps.push(Step::Close);
+    }
+
+    fn node(&mut self, node: &Node) {
+        match node {
+            Node::Map(map) => self.map(map),
+            Node::List(list) => {
+                self.data.steps.push(Step::Open);
+                for item in &list.0 {
+                    match item {
+                        ListItem::Node(node) => self.node(node),
+                        ListItem::Comment(c) => self.comment(c),
+                    }
+                }
+                self.data.steps.push(Step::Close);
+            }
+            Node::Scalar(scalar) => {
+                let step = match &scalar.span {
+                    Some(span) => {
+                        let context = self.context(span.range.start);
+                        let original = if context.alias {
+                            // Always rewritten: the value as read is never compared.
+                            Original::Plain
+                        } else {
+                            match context.from_source {
+                                FromSource::Plain => Original::Plain,
+                                FromSource::Quoted => Original::Quoted,
+                                FromSource::No => Original::Value(Box::new(scalar.value.clone())),
+                            }
+                        };
+                        self.data.leaves.push(Leaf {
+                            start: span.range.start,
+                            original,
+                            context,
+                        });
+                        Step::Leaf
+                    }
+                    None => Step::Unplaced,
+                };
+                self.data.steps.push(step);
+            }
+        }
+    }
+
+    fn comment(&mut self, comment: &Comment) {
+        let step = match &comment.span {
+            Some(span) => {
+                let range = &span.range;
+                let in_source = self.source.as_bytes().get(range.start) == Some(&b'#')
+                    && self.source.get(range.start + 1..range.end) == Some(comment.text.as_str());
+                let leaf = Leaf {
+                    start: range.start,
+                    original: if in_source {
+                        Original::SourceComment
+                    } else {
+                        Original::Comment(comment.text.as_str().into())
+                    },
+                    context: self.context(range.start),
+                };
+                self.data.leaves.push(leaf);
+                Step::Leaf
+            }
+            None => Step::Unplaced,
+        };
+        self.data.steps.push(step);
+    }
 }

@@ -255,6 +255,11 @@ impl Cursor<'_> {
 /// True when `text` can be written as a plain scalar and read back as the same string.
 /// `in_flow` adds the flow indicators (`,[]{}`) to the forbidden characters.
 pub(super) fn is_plain_safe(text: &str, in_flow: bool) -> bool {
+    (!in_flow && is_plain_word(text)) || is_plain_safe_slow(text, in_flow)
+}
+
+/// [`is_plain_safe`] by the rules, without the fast path.
+fn is_plain_safe_slow(text: &str, in_flow: bool) -> bool {
     let Some(first) = text.chars().next() else {
         return false;
     };
@@ -292,6 +297,18 @@ pub(super) fn is_plain_safe(text: &str, in_flow: bool) -> bool {
     matches!(resolve_plain(text), Ok(Value::Str(_)))
 }
 
+/// The fast path of [`is_plain_safe`] in block context, for texts such as `ENC[…]` strings,
+/// URLs and identifiers: an ASCII letter, then only visible ASCII (no space or tab, so no `: `
+/// or ` #`), not ending in `:`, and longer than the words yaml.v3 resolves to bools or null
+/// (`FALSE` is the longest). A leading letter starts neither an indicator nor a number.
+fn is_plain_word(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() > 5
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[bytes.len() - 1] != b':'
+        && bytes.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
 fn is_flow_indicator(c: char) -> bool {
     matches!(c, ',' | '[' | ']' | '{' | '}')
 }
@@ -302,4 +319,27 @@ pub(super) fn is_printable(c: char) -> bool {
         || ('\u{A0}'..='\u{D7FF}').contains(&c)
         || (('\u{E000}'..='\u{FFFD}').contains(&c) && c != '\u{FEFF}')
         || ('\u{10000}'..='\u{10FFFF}').contains(&c)
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_are_plain_safe_by_the_rules() {
+        let samples = [
+            "ENC[AES256_GCM,data:oYyi,iv:MyIDYbT718JRr11QtBkcj3Dwm4k1aCGZBVeZf0EyV8o=,tag:t5z2Z023Up0kxwCgw1gNxg==,type:str]",
+            "postgres://user:bc8960a9@db-0.internal:5432/app",
+            "abcdef", "a#b#cdef", "a'b\"cdef", "x---...", "value:x", "Falsey", "nulled", "TRUEST",
+            "a{b}c[d]e", "a&b*c!d|e>f%g@h`i", "key_0:",
+        ];
+        for text in samples {
+            if is_plain_word(text) {
+                assert!(is_plain_safe_slow(text, false), "{text}");
+            }
+        }
+        assert!(!is_plain_word("key_0:"));
+        assert!(!is_plain_word("false"));
+        assert!(!is_plain_word("a b c d e"));
+    }
 }

@@ -8,17 +8,27 @@
 use std::ops::Range;
 
 use super::read::{line_end_after, line_start, LeafContext};
-use super::resolve::is_plain_safe;
+use super::resolve::{is_plain_safe, resolve_plain};
 use super::write::{
-    double_quoted, inline_text, is_sealed_comment, literal_block, metadata_block, single_quoted,
-    spaces, typed_text,
+    is_sealed_comment, literal_block, metadata_block, push_double_quoted, push_inline_str,
+    push_inline_text, push_spaces, push_typed_text, single_quoted,
 };
 use super::{Layout, Leaf, Original, Step};
 use crate::tree::{Comment, ListItem, Map, MapItem, Node, Scalar, Span, Style, Value};
 
+/// A replacement in buffered mode: `range` of the source becomes `texts[text]`.
 struct Edit {
     range: Range<usize>,
-    text: String,
+    text: Range<usize>,
+}
+
+/// Where replacements go.
+enum Sink {
+    /// Straight into the output, while they come in source order (the common case).
+    Direct { out: String, copied: usize },
+    /// Collected and sorted, for trees whose walk order is not source order (inline comments
+    /// filed before their item, a `sops` entry that is not last).
+    Buffered { texts: String, edits: Vec<Edit> },
 }
 
 /// The spliced text, or `None` when the tree no longer matches the layout.
@@ -32,73 +42,145 @@ pub(super) fn splice(
         return None;
     }
     let source: &str = &layout.source;
+    let shape = &layout.shape.0;
+    let leaves = shape.leaves.len();
+    // Room for every value to become a ciphertext (~110 bytes more than its text) and for the
+    // metadata. Pages never written are never touched, so a generous reservation costs no
+    // memory when the text shrinks (decryption).
+    let capacity = source
+        .len()
+        .saturating_mul(2)
+        .saturating_add(leaves.saturating_mul(128))
+        .saturating_add(8192);
+    let direct = Sink::Direct {
+        out: String::with_capacity(capacity),
+        copied: 0,
+    };
+    match splice_into(documents, layout, metadata, step, direct) {
+        Spliced::Done(text) => Some(text),
+        Spliced::NoMatch => None,
+        Spliced::OutOfOrder => {
+            let buffered = Sink::Buffered {
+                texts: String::new(),
+                edits: Vec::new(),
+            };
+            match splice_into(documents, layout, metadata, step, buffered) {
+                Spliced::Done(text) => Some(text),
+                _ => None,
+            }
+        }
+    }
+}
+
+enum Spliced {
+    Done(String),
+    NoMatch,
+    /// A replacement came before one already written: do it again buffered.
+    OutOfOrder,
+}
+
+fn splice_into(
+    documents: &[Map],
+    layout: &Layout,
+    metadata: Option<&Map>,
+    step: usize,
+    sink: Sink,
+) -> Spliced {
+    let source: &str = &layout.source;
     // Text written over several lines uses the file's own line ending.
     let crlf = source
         .find('\n')
         .is_some_and(|i| source[..i].ends_with('\r'));
     let mut walk = Walk {
         source,
-        shape: &layout.shape.0,
+        shape: &layout.shape.0.steps,
+        leaves: &layout.shape.0.leaves,
+        keys: &layout.shape.0.keys,
         at: 0,
+        leaf_at: 0,
+        key_at: 0,
         step,
         crlf,
-        edits: Vec::new(),
+        sink,
+        out_of_order: false,
     };
+    let result = walk_documents(&mut walk, documents, layout, metadata);
+    if walk.out_of_order {
+        return Spliced::OutOfOrder;
+    }
+    if result.is_none() || walk.at != walk.shape.len() {
+        return Spliced::NoMatch;
+    }
+    match walk.sink {
+        Sink::Direct { mut out, copied } => {
+            out.push_str(&source[copied..]);
+            Spliced::Done(out)
+        }
+        Sink::Buffered { texts, mut edits } => {
+            // Nearly sorted already (only inline comments sit before their item): cheap to sort.
+            edits.sort_by_key(|e| (e.range.start, e.range.end));
+            let mut out = String::with_capacity(source.len() + texts.len());
+            let mut copied = 0;
+            for edit in edits {
+                if edit.range.start < copied || edit.range.end > source.len() {
+                    return Spliced::NoMatch;
+                }
+                out.push_str(&source[copied..edit.range.start]);
+                out.push_str(&texts[edit.text]);
+                copied = edit.range.end;
+            }
+            out.push_str(&source[copied..]);
+            Spliced::Done(out)
+        }
+    }
+}
+
+fn walk_documents(
+    walk: &mut Walk<'_>,
+    documents: &[Map],
+    layout: &Layout,
+    metadata: Option<&Map>,
+) -> Option<()> {
+    let source = walk.source;
+    let step = walk.step;
     for (document, place) in documents.iter().zip(&layout.documents) {
         walk.map(document)?;
         walk.expect(|s| matches!(s, Step::EndDocument))?;
         if let Some(sops) = &place.sops {
-            walk.edits.push(Edit {
-                range: sops.clone(),
-                text: String::new(),
-            });
+            walk.edit(sops.clone(), |_| Some(()))?;
         }
         if let Some(metadata) = metadata {
             if !place.top_block {
                 return None;
             }
-            let mut text = String::new();
-            if place.insert_at > 0 && !source[..place.insert_at].ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&metadata_block(metadata, place.top_indent, step));
-            if crlf {
-                text = text.replace('\n', "\r\n");
-            }
-            walk.edits.push(Edit {
-                range: place.insert_at..place.insert_at,
-                text,
-            });
+            let at = place.insert_at;
+            walk.edit(at..at, |out| {
+                if at > 0 && !source[..at].ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(&metadata_block(metadata, place.top_indent, step));
+                Some(())
+            })?;
         }
     }
-    if walk.at != walk.shape.len() {
-        return None;
-    }
-    let mut edits = walk.edits;
-    // Nearly sorted already (only inline comments sit before their item): cheap to sort.
-    edits.sort_by_key(|e| (e.range.start, e.range.end));
-    let mut out =
-        String::with_capacity(source.len() + edits.iter().map(|e| e.text.len()).sum::<usize>());
-    let mut copied = 0;
-    for edit in edits {
-        if edit.range.start < copied || edit.range.end > source.len() {
-            return None;
-        }
-        out.push_str(&source[copied..edit.range.start]);
-        out.push_str(&edit.text);
-        copied = edit.range.end;
-    }
-    out.push_str(&source[copied..]);
-    Some(out)
+    Some(())
 }
 
 struct Walk<'a> {
     source: &'a str,
     shape: &'a [Step],
+    leaves: &'a [Leaf],
+    keys: &'a str,
     at: usize,
+    /// The next of `leaves`.
+    leaf_at: usize,
+    /// Where the next key starts in `keys`.
+    key_at: usize,
     step: usize,
     crlf: bool,
-    edits: Vec<Edit>,
+    sink: Sink,
+    /// Set when a direct sink met a replacement before its position.
+    out_of_order: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -112,12 +194,54 @@ impl<'a> Walk<'a> {
         wanted(self.next()?).then_some(())
     }
 
+    /// Replaces `range` of the source with what `write` appends (line breaks as the file's).
+    fn edit(
+        &mut self,
+        range: Range<usize>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let source = self.source;
+        let crlf = self.crlf;
+        let text_in = |buffer: &mut String| -> Option<Range<usize>> {
+            let from = buffer.len();
+            write(buffer)?;
+            if crlf && buffer[from..].contains('\n') {
+                // Rendered text has no line break of its own but those between block lines.
+                let text = buffer.split_off(from);
+                buffer.push_str(&text.replace('\n', "\r\n"));
+            }
+            Some(from..buffer.len())
+        };
+        match &mut self.sink {
+            Sink::Direct { out, copied } => {
+                if range.start < *copied || range.end > source.len() {
+                    self.out_of_order = true;
+                    return None;
+                }
+                out.push_str(&source[*copied..range.start]);
+                text_in(out)?;
+                *copied = range.end;
+            }
+            Sink::Buffered { texts, edits } => {
+                let text = text_in(texts)?;
+                edits.push(Edit { range, text });
+            }
+        }
+        Some(())
+    }
+
     fn map(&mut self, map: &Map) -> Option<()> {
         self.expect(|s| matches!(s, Step::Open))?;
         for item in &map.0 {
             match item {
                 MapItem::Pair(pair) => {
-                    self.expect(|s| matches!(s, Step::Key(k) if *k == pair.key))?;
+                    let Step::Key(end) = self.next()? else {
+                        return None;
+                    };
+                    let start = std::mem::replace(&mut self.key_at, *end);
+                    if self.keys.get(start..*end)? != pair.key {
+                        return None;
+                    }
                     self.node(&pair.value)?;
                 }
                 MapItem::Comment(comment) => self.comment(comment, false)?,
@@ -143,33 +267,45 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn leaf(&mut self, span: Option<&Span>) -> Option<(&'a Leaf, Span)> {
+    fn leaf<'s>(&mut self, span: Option<&'s Span>) -> Option<(&'a Leaf, &'s Span)> {
         let span = span?;
-        match self.next()? {
-            Step::Leaf(leaf) if leaf.start == span.range.start => Some((leaf, span.clone())),
-            _ => None,
+        let Step::Leaf = self.next()? else {
+            return None;
+        };
+        let leaf = self.leaves.get(self.leaf_at)?;
+        self.leaf_at += 1;
+        (leaf.start == span.range.start).then_some((leaf, span))
+    }
+
+    /// Whether `value` is the value the leaf at `span` held when it was read.
+    fn unchanged(&self, leaf: &Leaf, span: &Span, value: &Value) -> bool {
+        let Some(text) = self.source.get(span.range.clone()) else {
+            return false;
+        };
+        match &leaf.original {
+            Original::Value(original) => **original == *value,
+            Original::Plain => match value {
+                // A plain text resolves to a string only as itself.
+                Value::Str(s) => s == text && matches!(resolve_plain(text), Ok(Value::Str(_))),
+                other => resolve_plain(text).is_ok_and(|v| v == *other),
+            },
+            Original::Quoted => {
+                matches!(value, Value::Str(s) if text.len() >= 2 && *s == text[1..text.len() - 1])
+            }
+            Original::SourceComment | Original::Comment(_) => false,
         }
     }
 
     fn scalar(&mut self, scalar: &Scalar) -> Option<()> {
         let (leaf, span) = self.leaf(scalar.span.as_ref())?;
-        if !leaf.context.alias {
-            if let Original::Value(original) = &leaf.original {
-                if *original == scalar.value {
-                    return Some(());
-                }
-            }
+        if !leaf.context.alias && self.unchanged(leaf, span, &scalar.value) {
+            return Some(());
         }
-        let mut text = render(self.source, &span, &scalar.value, &leaf.context, self.step)?;
-        if self.crlf {
-            // Rendered text has no line break of its own but those between block lines.
-            text = text.replace('\n', "\r\n");
-        }
-        self.edits.push(Edit {
-            range: span.range,
-            text,
-        });
-        Some(())
+        let source = self.source;
+        let step = self.step;
+        self.edit(span.range.clone(), |out| {
+            render(source, span, &scalar.value, &leaf.context, step, out)
+        })
     }
 
     fn comment(&mut self, comment: &Comment, in_list: bool) -> Option<()> {
@@ -177,34 +313,47 @@ impl<'a> Walk<'a> {
         if comment.text.contains('\n') {
             return None;
         }
+        let source = self.source;
         let was_element = match &leaf.original {
-            Original::Comment(text) if *text == comment.text => return Some(()),
-            Original::Comment(_) => false,
-            Original::Value(_) => true,
+            Original::SourceComment
+                if source.get(span.range.start + 1..span.range.end)
+                    == Some(comment.text.as_str()) =>
+            {
+                return Some(())
+            }
+            Original::Comment(text) if **text == *comment.text => return Some(()),
+            original => !original.is_comment(),
         };
         let as_element = in_list && is_sealed_comment(&comment.text);
-        let source = self.source;
         let line = line_start(source, span.range.start);
         let before = &source[line..span.range.start];
         let own_line = before.trim().is_empty();
-        let edit = match (was_element, as_element) {
-            (false, false) => Edit {
-                range: span.range,
-                text: format!("#{}", comment.text),
-            },
-            (true, true) => Edit {
-                range: span.range,
-                text: inline_text(&Value::Str(comment.text.clone()), leaf.context.in_flow),
-            },
+        match (was_element, as_element) {
+            (false, false) => self.edit(span.range.clone(), |out| {
+                out.push('#');
+                out.push_str(&comment.text);
+                Some(())
+            }),
+            (true, true) => {
+                let in_flow = leaf.context.in_flow;
+                self.edit(span.range.clone(), |out| {
+                    push_inline_str(out, &comment.text, in_flow);
+                    Some(())
+                })
+            }
             // An encrypted list comment becomes a `- ENC[…]` element (spec §6.1.4).
             (false, true) => {
-                let dash = leaf.context.list_dash?;
-                let element = format!("{}- {}", spaces(dash), comment.text);
+                let dash = leaf.context.list_dash()?;
+                let element = |out: &mut String| {
+                    push_spaces(out, dash);
+                    out.push_str("- ");
+                    out.push_str(&comment.text);
+                };
                 if own_line {
-                    Edit {
-                        range: line..span.range.end,
-                        text: element,
-                    }
+                    self.edit(line..span.range.end, |out| {
+                        element(out);
+                        Some(())
+                    })
                 } else {
                     // After `- value`: the element goes on its own line before the value's,
                     // keeping the order of the tree (sops files the comment before the value).
@@ -214,16 +363,13 @@ impl<'a> Walk<'a> {
                     if !starts_element {
                         return None;
                     }
-                    let newline = if self.crlf { "\r\n" } else { "\n" };
                     let gap = before.len() - before.trim_end_matches([' ', '\t']).len();
-                    self.edits.push(Edit {
-                        range: line..line,
-                        text: format!("{element}{newline}"),
-                    });
-                    Edit {
-                        range: span.range.start - gap..span.range.end,
-                        text: String::new(),
-                    }
+                    self.edit(line..line, |out| {
+                        element(out);
+                        out.push('\n');
+                        Some(())
+                    })?;
+                    self.edit(span.range.start - gap..span.range.end, |_| Some(()))
                 }
             }
             // A `- ENC[…,type:comment]` element decrypted: a comment again, where the dash was.
@@ -232,25 +378,26 @@ impl<'a> Walk<'a> {
                     return None;
                 }
                 let dash = line + before.find('-')?;
-                Edit {
-                    range: dash..span.range.end,
-                    text: format!("#{}", comment.text),
-                }
+                self.edit(dash..span.range.end, |out| {
+                    out.push('#');
+                    out.push_str(&comment.text);
+                    Some(())
+                })
             }
-        };
-        self.edits.push(edit);
-        Some(())
+        }
     }
 }
 
-/// The new text for a scalar's range, in the style it was written in where the value allows.
+/// Appends the new text for a scalar's range, in the style it was written in where the value
+/// allows.
 fn render(
     source: &str,
     span: &Span,
     value: &Value,
     context: &LeafContext,
     step: usize,
-) -> Option<String> {
+    out: &mut String,
+) -> Option<()> {
     let range = &span.range;
     match (span.style, value) {
         (Style::Literal | Style::Folded, _) => {
@@ -261,56 +408,71 @@ fn render(
                 ""
             };
             let Value::Str(text) = value else {
-                return Some(format!("{}{line_break}", typed_text(value)));
+                push_typed_text(out, value);
+                out.push_str(line_break);
+                return Some(());
             };
-            let column =
-                block_content_column(source, range).unwrap_or(context.parent_indent + step);
+            let column = match block_content_column(source, range) {
+                Some(column) => column,
+                None => context.parent_indent()? + step,
+            };
             if let Some(block) = literal_block(text, column) {
                 if !block.keeps_trailing || blank_lines_after(source, range.end) == 0 {
                     // A folded block keeps its `>` while its value is one line, which folding
                     // leaves as it is.
                     let one_line = !text.trim_end_matches('\n').contains('\n');
-                    let header = if span.style == Style::Folded && one_line {
-                        block.header.replacen('|', ">", 1)
+                    if span.style == Style::Folded && one_line {
+                        out.push_str(&block.header.replacen('|', ">", 1));
                     } else {
-                        block.header
-                    };
-                    return Some(format!("{header}\n{}", block.body));
+                        out.push_str(&block.header);
+                    }
+                    out.push('\n');
+                    out.push_str(&block.body);
+                    return Some(());
                 }
             }
-            Some(format!("{}{line_break}", double_quoted(text)))
+            push_double_quoted(out, text);
+            out.push_str(line_break);
         }
         (Style::Plain, Value::Str(text)) if text.contains('\n') && !context.in_flow => {
             // A multi-line value where a one-line scalar stood (a file sops encrypted): a
             // literal block, when nothing else follows on the line.
             if matches!(source.as_bytes().get(range.end), Some(b'\n' | b'\r')) {
-                if let Some(block) = literal_block(text, context.parent_indent + step) {
+                if let Some(block) = literal_block(text, context.parent_indent()? + step) {
                     let after = line_end_after(source, range.end + 1);
                     if !block.keeps_trailing || blank_lines_after(source, after) == 0 {
                         let body = block.body.strip_suffix('\n').unwrap_or(&block.body);
-                        return Some(format!("{}\n{body}", block.header));
+                        out.push_str(&block.header);
+                        out.push('\n');
+                        out.push_str(body);
+                        return Some(());
                     }
                 }
             }
-            Some(double_quoted(text))
+            push_double_quoted(out, text);
         }
         // In a flow collection a ciphertext cannot be plain (it holds commas): a plain value
         // is sealed in single quotes, and a single-quoted place opens to plain again, so that
         // `[a, "b"]` survives encryption and decryption unchanged.
         (Style::Plain, Value::Str(text)) if context.in_flow && !is_plain_safe(text, true) => {
-            Some(single_quoted(text).unwrap_or_else(|| double_quoted(text)))
+            match single_quoted(text) {
+                Some(quoted) => out.push_str(&quoted),
+                None => push_double_quoted(out, text),
+            }
         }
         (Style::SingleQuoted, Value::Str(text)) if context.in_flow && is_plain_safe(text, true) => {
-            Some(text.clone())
+            out.push_str(text)
         }
-        (Style::Plain, _) => Some(inline_text(value, context.in_flow)),
-        (Style::SingleQuoted, Value::Str(text)) => {
-            Some(single_quoted(text).unwrap_or_else(|| double_quoted(text)))
-        }
-        (Style::DoubleQuoted, Value::Str(text)) => Some(double_quoted(text)),
+        (Style::Plain, _) => push_inline_text(out, value, context.in_flow),
+        (Style::SingleQuoted, Value::Str(text)) => match single_quoted(text) {
+            Some(quoted) => out.push_str(&quoted),
+            None => push_double_quoted(out, text),
+        },
+        (Style::DoubleQuoted, Value::Str(text)) => push_double_quoted(out, text),
         // A typed value where a quoted string stood: quoting would turn it into a string.
-        (_, other) => Some(typed_text(other)),
+        (_, other) => push_typed_text(out, other),
     }
+    Some(())
 }
 
 /// The indentation of a block scalar's first non-blank content line.

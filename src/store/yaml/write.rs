@@ -273,12 +273,8 @@ impl Emitter<'_> {
     }
 }
 
-fn push_spaces(out: &mut String, count: usize) {
+pub(super) fn push_spaces(out: &mut String, count: usize) {
     out.extend(std::iter::repeat_n(' ', count));
-}
-
-pub(super) fn spaces(count: usize) -> String {
-    " ".repeat(count)
 }
 
 /// True for `ENC[…,type:comment]`, the form of an encrypted comment.
@@ -298,26 +294,44 @@ pub(super) fn key_text(key: &str) -> String {
 /// A value on one line: strings plain when safe, else double-quoted; other types in the
 /// text that reads back as the same type.
 pub(super) fn inline_text(value: &Value, in_flow: bool) -> String {
+    let mut out = String::new();
+    push_inline_text(&mut out, value, in_flow);
+    out
+}
+
+/// [`inline_text`], appended to `out`.
+pub(super) fn push_inline_text(out: &mut String, value: &Value, in_flow: bool) {
     match value {
-        Value::Str(text) if is_plain_safe(text, in_flow) => text.clone(),
-        Value::Str(text) => double_quoted(text),
-        other => typed_text(other),
+        Value::Str(text) => push_inline_str(out, text, in_flow),
+        other => push_typed_text(out, other),
+    }
+}
+
+/// A string on one line: plain when safe, else double-quoted.
+pub(super) fn push_inline_str(out: &mut String, text: &str, in_flow: bool) {
+    if is_plain_safe(text, in_flow) {
+        out.push_str(text);
+    } else {
+        push_double_quoted(out, text);
     }
 }
 
 /// The text of a non-string value. Floats keep a `.` or exponent so that they stay floats.
-pub(super) fn typed_text(value: &Value) -> String {
+pub(super) fn push_typed_text(out: &mut String, value: &Value) {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => yaml_float(*f),
-        Value::Time(t) => format_time(t),
-        Value::Bytes(bytes) => format!(
-            "!!binary {}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        ),
-        Value::Str(text) => double_quoted(text),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => out.push_str(&yaml_float(*f)),
+        Value::Time(t) => out.push_str(&format_time(t)),
+        Value::Bytes(bytes) => {
+            out.push_str("!!binary ");
+            base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+        }
+        Value::Str(text) => push_double_quoted(out, text),
     }
 }
 
@@ -378,6 +392,13 @@ fn push_zeros(text: &mut String, count: usize) {
 /// A double-quoted scalar with YAML escapes.
 pub(super) fn double_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
+    push_double_quoted(&mut out, text);
+    out
+}
+
+/// [`double_quoted`], appended to `out`.
+pub(super) fn push_double_quoted(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
     out.push('"');
     for c in text.chars() {
         match c {
@@ -404,7 +425,6 @@ pub(super) fn double_quoted(text: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// A single-quoted scalar, when the text fits on one line without escapes.
