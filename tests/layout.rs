@@ -105,3 +105,52 @@ fn layout_survives_encryption_and_decryption_restores_bytes() {
         );
     }
 }
+
+#[test]
+fn values_at_the_very_end_of_a_file_keep_their_value() {
+    let sandbox = Sandbox::new();
+    let Some(recipient) = sandbox.age_identity() else {
+        return;
+    };
+    // Files without a final newline: appending the sops block must not give the last value a
+    // line break it did not have (sops would see a MAC mismatch). A block scalar there cannot
+    // come back byte for byte (its value has no line break, so its indicator becomes `|-`, and an
+    // unencrypted one makes veil write the document afresh), and the missing final newline comes
+    // back; the values always survive.
+    for (name, input, byte_for_byte) in [
+        ("literal.yaml", "a: 1\nnote_unencrypted: |\n  text", false),
+        ("folded.yaml", "a: 1\nnote_unencrypted: >\n  text", false),
+        ("keep.yaml", "a: 1\nnote_unencrypted: |+\n  text", false),
+        (
+            "list.yaml",
+            "a: 1\nitems_unencrypted:\n  - |\n    text",
+            false,
+        ),
+        ("encrypted.yaml", "a: 1\nnote: |\n  text", false),
+        (
+            "with-newline.yaml",
+            "a: 1\nnote_unencrypted: |\n  text\n",
+            true,
+        ),
+        ("plain.yaml", "a: 1\nb: text", false),
+    ] {
+        sandbox.write(name, input);
+        let encrypted = ok(sandbox.run(&["encrypt", "--age", &recipient, name], None));
+        let enc_name = format!("enc-{name}");
+        sandbox.write(&enc_name, &encrypted);
+        let decrypted = String::from_utf8(ok(sandbox.run(&["decrypt", &enc_name], None))).unwrap();
+        if byte_for_byte {
+            assert_eq!(decrypted, input, "{name}");
+        }
+        let got: serde_json::Value = serde_json::from_slice(&ok(
+            sandbox.run(&["decrypt", "--output-type", "json", &enc_name], None)
+        ))
+        .unwrap();
+        let plain: serde_yaml_ng::Value = serde_yaml_ng::from_str(input).unwrap();
+        assert_eq!(
+            got,
+            serde_json::to_value(plain).unwrap(),
+            "{name}: the values survive"
+        );
+    }
+}

@@ -154,6 +154,11 @@ fn walk_documents(
                 return None;
             }
             let at = place.insert_at;
+            if at > 0 && !source[..at].ends_with('\n') && ends_with_plain_block_scalar(document) {
+                // The line break before the sops block would become part of that block's value
+                // (sops would then see another MAC): write the document afresh instead.
+                return None;
+            }
             walk.edit(at..at, |out| {
                 if at > 0 && !source[..at].ends_with('\n') {
                     out.push('\n');
@@ -164,6 +169,38 @@ fn walk_documents(
         }
     }
     Some(())
+}
+
+/// Whether the document's last item is an unencrypted block scalar (`|`, `>` and their
+/// variants), whose value would take in any line break written after it.
+fn ends_with_plain_block_scalar(document: &Map) -> bool {
+    let mut node = match document.0.last() {
+        Some(MapItem::Pair(pair)) => &pair.value,
+        _ => return false,
+    };
+    loop {
+        node = match node {
+            Node::Map(map) => match map.0.last() {
+                Some(MapItem::Pair(pair)) => &pair.value,
+                _ => return false,
+            },
+            Node::List(list) => match list.0.last() {
+                Some(ListItem::Node(node)) => node,
+                _ => return false,
+            },
+            Node::Scalar(scalar) => {
+                let block = scalar
+                    .span
+                    .as_ref()
+                    .is_some_and(|span| matches!(span.style, Style::Literal | Style::Folded));
+                let sealed = scalar
+                    .value
+                    .as_str()
+                    .is_some_and(|text| text.starts_with("ENC["));
+                return block && !sealed;
+            }
+        };
+    }
 }
 
 struct Walk<'a> {
