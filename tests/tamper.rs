@@ -220,3 +220,28 @@ fn in_place_keeps_the_file_mode() {
         0o640
     );
 }
+
+#[test]
+fn yaml_keys_that_are_not_strings_are_refused_as_sops_does() {
+    let sandbox = Sandbox::new();
+    let Some(recipient) = sandbox.age_identity() else {
+        return;
+    };
+    // go-yaml reads these keys as int, bool, null, time and float; sops refuses such trees
+    // ("Tree contains a non-string key"), so a file veil wrote with them would not open in sops.
+    for key in ["1", "true", "~", "2024-01-01", "1.5"] {
+        sandbox.write("keys.yaml", format!("db:\n  {key}: hunter2\n"));
+        let stderr = fails_with(
+            sandbox.run(&["encrypt", "--age", &recipient, "keys.yaml"], None),
+            23,
+        );
+        assert!(
+            stderr.contains("keys.yaml") && stderr.contains("db"),
+            "{key}: {stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    // Quoted, they are strings, and fine.
+    sandbox.write("keys.yaml", "db:\n  \"1\": hunter2\n");
+    ok(sandbox.run(&["encrypt", "--age", &recipient, "keys.yaml"], None));
+}

@@ -103,6 +103,9 @@ fn load_failure(input: &Input, err: StoreError) -> Failure {
         StoreError::AlreadyEncrypted(_) => {
             Failure::new(Code::FileAlreadyEncrypted, in_file(input, err))
         }
+        StoreError::NonStringKey { .. } => {
+            Failure::new(Code::ErrorEncryptingTree, in_file(input, err))
+        }
         other => Failure::new(
             Code::CouldNotReadInputFile,
             in_file(input, format!("Error unmarshalling file: {other}")),

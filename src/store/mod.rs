@@ -77,6 +77,12 @@ pub enum StoreError {
     Empty,
     #[error("the file already has a top-level {0:?} entry: it is already encrypted")]
     AlreadyEncrypted(String),
+    /// A YAML key that reads as a number, bool, null or time: sops refuses such trees ("Tree
+    /// contains a non-string key"), so veil does too rather than write a file sops cannot open.
+    #[error(
+        "{path}: the key {key:?} is not a string (sops cannot use it); quote it, e.g. \"{key}\":"
+    )]
+    NonStringKey { path: String, key: String },
     #[error("cannot write as {format}: {message}")]
     Emit {
         format: &'static str,

@@ -298,6 +298,15 @@ impl<'s> Reader<'s> {
                 self.document_end = self.document_end.max(at.end);
                 if self.is_key_slot() {
                     self.last_content_end = at.end;
+                    if style == ScalarStyle::Plain
+                        && tag.is_none()
+                        && !matches!(resolve_plain(&text), Ok(Value::Str(_)) | Err(_))
+                    {
+                        return Err(StoreError::NonStringKey {
+                            path: display_path(&self.path()),
+                            key: text.into_owned(),
+                        });
+                    }
                     return self.key(text.into_owned(), at);
                 }
                 let value = self.scalar_value(&text, style, tag.as_deref())?;

@@ -107,13 +107,28 @@ fn scalars_are_typed_as_yaml_v3_types_them() {
 }
 
 #[test]
-fn non_string_keys_keep_their_text() {
-    let loaded = load_str("1: a\ntrue: b\n2024-01-01: c\n~: d\n");
+fn non_string_keys_are_refused_as_sops_does() {
+    for (text, path, key) in [
+        ("1: a\n", "(top level)", "1"),
+        ("db:\n  true: b\n", r#"["db"]"#, "true"),
+        ("l:\n  - 2024-01-01: c\n", r#"["l"][0]"#, "2024-01-01"),
+        ("~: d\n", "(top level)", "~"),
+    ] {
+        match load(text.as_bytes()) {
+            Err(StoreError::NonStringKey { path: p, key: k }) => {
+                assert_eq!((p.as_str(), k.as_str()), (path, key), "{text:?}")
+            }
+            Err(other) => panic!("{text:?}: {other}"),
+            Ok(_) => panic!("{text:?}: accepted"),
+        }
+    }
+    // Quoted or tagged, they are strings.
+    let loaded = load_str("\"1\": a\n'true': b\n!!str 2024-01-01: c\n");
     let keys: Vec<&str> = loaded.tree.documents[0]
         .pairs()
         .map(|p| p.key.as_str())
         .collect();
-    assert_eq!(keys, ["1", "true", "2024-01-01", "~"]);
+    assert_eq!(keys, ["1", "true", "2024-01-01"]);
 }
 
 /// The tree in walk order: `=path` for a pair, `-` for a list element, `#text @container`
