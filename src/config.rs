@@ -35,6 +35,8 @@ pub enum ConfigError {
 pub struct GroupSpec {
     pub age: Vec<String>,
     pub pgp: Vec<String>,
+    /// PKCS#11 URIs (veil's own `pkcs11` field, beyond sops).
+    pub pkcs11: Vec<String>,
     /// `(key, name)` for every key the rule named through the config's `recipients` section,
     /// so messages can say whose key it is.
     pub named: Vec<(String, String)>,
@@ -44,7 +46,10 @@ pub struct GroupSpec {
 
 impl GroupSpec {
     pub fn is_empty(&self) -> bool {
-        self.age.is_empty() && self.pgp.is_empty() && self.unsupported.is_empty()
+        self.age.is_empty()
+            && self.pgp.is_empty()
+            && self.pkcs11.is_empty()
+            && self.unsupported.is_empty()
     }
 }
 
@@ -207,7 +212,7 @@ fn recipient_names(node: &Node) -> Result<Vec<(String, String)>, String> {
 
 /// Replaces names from the `recipients` section by their keys, remembering which name each was.
 fn resolve_names(group: &mut GroupSpec, names: &[(String, String)]) {
-    for list in [&mut group.age, &mut group.pgp] {
+    for list in [&mut group.age, &mut group.pgp, &mut group.pkcs11] {
         for entry in list.iter_mut() {
             if let Some((name, key)) = names.iter().find(|(name, _)| name == entry) {
                 group.named.push((key.clone(), name.clone()));
@@ -248,6 +253,30 @@ fn string_list(node: &Node) -> Result<Vec<String>, String> {
     }
 }
 
+/// PKCS#11 URIs: a list of strings, or one string of `URI[,URI…]` (commas inside a URI stay).
+fn pkcs11_list(node: &Node) -> Result<Vec<String>, String> {
+    match node {
+        Node::Scalar(s) => match &s.value {
+            Value::Null => Ok(Vec::new()),
+            Value::Str(text) => Ok(crate::keys::pkcs11::split_uris(text)),
+            _ => Err("expected a string or a list of strings".into()),
+        },
+        Node::List(list) => list
+            .nodes()
+            .map(|item| match item {
+                Node::Scalar(s) => s
+                    .value
+                    .as_str()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| "expected a list of URI strings".to_string()),
+                _ => Err("expected a list of URI strings".into()),
+            })
+            .collect(),
+        Node::Map(_) => Err("expected a string or a list of strings".into()),
+    }
+}
+
 fn scalar_text(node: &Node) -> Option<String> {
     match node {
         Node::Scalar(s) => match &s.value {
@@ -280,6 +309,9 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
             "pgp" => group
                 .pgp
                 .extend(string_list(&pair.value).map_err(|e| format!("pgp: {e}"))?),
+            "pkcs11" => group
+                .pkcs11
+                .extend(pkcs11_list(&pair.value).map_err(|e| format!("pkcs11: {e}"))?),
             "merge" => {
                 let Node::List(groups) = &pair.value else {
                     return Err("merge must be a list of groups".into());
@@ -289,6 +321,7 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                         parse_group(nested.as_map().ok_or("merge must be a list of groups")?)?;
                     merged.age.extend(nested.age);
                     merged.pgp.extend(nested.pgp);
+                    merged.pkcs11.extend(nested.pkcs11);
                     merged.unsupported.extend(nested.unsupported);
                 }
             }
@@ -309,10 +342,12 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     }
     merged.age.append(&mut group.age);
     merged.pgp.append(&mut group.pgp);
+    merged.pkcs11.append(&mut group.pkcs11);
     merged.unsupported.append(&mut group.unsupported);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
+    dedup(&mut group.pkcs11);
     Ok(group)
 }
 
@@ -353,6 +388,9 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
             }
             "age" => flat.age = string_list(&pair.value).map_err(|e| format!("age: {e}"))?,
             "pgp" => flat.pgp = string_list(&pair.value).map_err(|e| format!("pgp: {e}"))?,
+            "pkcs11" => {
+                flat.pkcs11 = pkcs11_list(&pair.value).map_err(|e| format!("pkcs11: {e}"))?
+            }
             "key_groups" => {
                 let Node::List(groups) = &pair.value else {
                     return Err("key_groups must be a list".into());
@@ -410,6 +448,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     }
     dedup(&mut flat.age);
     dedup(&mut flat.pgp);
+    dedup(&mut flat.pkcs11);
     // A non-empty key_groups replaces the flat key fields, even when its groups are empty.
     let key_groups = if !key_groups.is_empty() {
         key_groups

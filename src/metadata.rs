@@ -54,7 +54,9 @@ fn field_error(field: &str, reason: impl Into<String>) -> MetadataError {
     }
 }
 
-const KEY_LISTS: [&str; 6] = ["age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault"];
+const KEY_LISTS: [&str; 7] = [
+    "age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "pkcs11",
+];
 
 impl Metadata {
     /// Reads a `sops` block.
@@ -342,6 +344,11 @@ fn read_entry(list_name: &str, map: &Map) -> Result<KeyEntry, MetadataError> {
             created_at: created_at()?,
             enc: get("enc")?,
         },
+        "pkcs11" => KeyEntry::Pkcs11 {
+            uri: get("uri")?,
+            created_at: created_at()?,
+            enc: get("enc")?,
+        },
         _ => unreachable!("only KEY_LISTS reach here"),
     })
 }
@@ -421,6 +428,15 @@ fn entry_fields(entry: &KeyEntry) -> Vec<(String, Node)> {
             put("engine_path", engine_path);
             put("key_name", key_name);
             put("vault_address", vault_address);
+        }
+        KeyEntry::Pkcs11 {
+            uri,
+            created_at,
+            enc,
+        } => {
+            put("created_at", created_at);
+            put("enc", enc);
+            put("uri", uri);
         }
     }
     f
@@ -561,6 +577,37 @@ mod tests {
             Metadata::from_node(&Node::Map(bare)),
             Err(MetadataError::NoKeys)
         );
+    }
+
+    #[test]
+    fn pkcs11_entries_round_trip_at_top_level_and_in_key_groups() {
+        let pkcs11 = KeyEntry::Pkcs11 {
+            uri: "pkcs11:token=t;object=k".into(),
+            created_at: "2024-01-01T00:00:00Z".into(),
+            enc: "AQE=".into(),
+        };
+        let mut meta = sample();
+        meta.key_groups[0].keys.push(pkcs11.clone());
+        let map = meta.to_map();
+        let Some(Node::List(list)) = map.get("pkcs11") else {
+            panic!("no pkcs11 list")
+        };
+        let entry = list.nodes().next().unwrap().as_map().unwrap();
+        assert_eq!(keys_of(entry), ["created_at", "enc", "uri"]);
+        assert_eq!(Metadata::from_node(&Node::Map(map)).unwrap(), meta);
+
+        meta.shamir_threshold = 2;
+        meta.key_groups.push(KeyGroup {
+            keys: vec![pkcs11],
+            foreign: vec![],
+        });
+        let map = meta.to_map();
+        let Some(Node::List(groups)) = map.get("key_groups") else {
+            panic!()
+        };
+        let second = groups.nodes().nth(1).unwrap().as_map().unwrap();
+        assert_eq!(keys_of(second), ["age", "hc_vault", "pkcs11"]);
+        assert_eq!(Metadata::from_node(&Node::Map(map)).unwrap(), meta);
     }
 
     #[test]

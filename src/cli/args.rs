@@ -31,6 +31,10 @@ pub struct RecipientArgs {
     /// Comma-separated Vault transit key URIs (env SOPS_VAULT_URIS)
     #[arg(long)]
     pub hc_vault_transit: Option<String>,
+    /// Comma-separated PKCS#11 URIs (RFC 7512) of HSM keys (env VEIL_PKCS11_URIS; needs the
+    /// pkcs11 feature)
+    #[arg(long)]
+    pub pkcs11: Option<String>,
     /// KMS encryption context, as key:value,key:value
     #[arg(long)]
     pub encryption_context: Option<String>,

@@ -45,6 +45,9 @@ pub struct AddArgs {
     /// A PGP fingerprint of the new group (repeatable)
     #[arg(long)]
     pub pgp: Vec<String>,
+    /// A PKCS#11 URI of the new group (repeatable; needs the pkcs11 feature)
+    #[arg(long)]
+    pub pkcs11: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +65,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
                 Some(&args.age.join(",")),
                 Some(&args.pgp.join(",")),
             )?;
+            for uri in &args.pkcs11 {
+                new_group.extend(super::keys::listed_pkcs11(Some(uri))?);
+            }
             if new_group.is_empty() {
                 return Err(Failure::new(
                     Code::Generic,

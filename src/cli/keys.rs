@@ -47,6 +47,37 @@ fn pgp_recipients(items: &[String]) -> Vec<Box<dyn Recipient>> {
         .collect()
 }
 
+fn pkcs11_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|uri| {
+            veil::keys::pkcs11::Pkcs11Recipient::parse(uri)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+/// PKCS#11 recipients from a `URI[,URI…]` flag value.
+pub fn listed_pkcs11(uris: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    pkcs11_recipients(&uris.map(veil::keys::pkcs11::split_uris).unwrap_or_default())
+}
+
+/// Whether `entry` is a PKCS#11 key named in the `URI[,URI…]` list (however the URI is written,
+/// with or without a pin-value).
+pub fn is_listed_pkcs11(entry: &KeyEntry, uris: Option<&str>) -> bool {
+    use veil::keys::pkcs11::{split_uris, Pkcs11Uri};
+    let KeyEntry::Pkcs11 { uri, .. } = entry else {
+        return false;
+    };
+    let Ok(stored) = Pkcs11Uri::parse(uri) else {
+        return false;
+    };
+    split_uris(uris.unwrap_or_default())
+        .iter()
+        .any(|u| Pkcs11Uri::parse(u).is_ok_and(|u| u.same_key(&stored)))
+}
+
 fn unsupported(kind: &str) -> Failure {
     Failure::new(
         Code::Generic,
@@ -76,6 +107,7 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
         recipients.push(Box::new(parsed) as Box<dyn Recipient>);
     }
     recipients.extend(pgp_recipients(&group.pgp));
+    recipients.extend(pkcs11_recipients(&group.pkcs11)?);
     Ok(recipients
         .into_iter()
         .map(|recipient| {
@@ -125,6 +157,9 @@ pub fn encrypt_plan(
     let pgp = flag_or_env(&recipients.pgp, "SOPS_PGP_FP")
         .map(|s| split_list(&s))
         .unwrap_or_default();
+    let pkcs11 = flag_or_env(&recipients.pkcs11, "VEIL_PKCS11_URIS")
+        .map(|s| veil::keys::pkcs11::split_uris(&s))
+        .unwrap_or_default();
     for (flag, var, kind) in [
         (&recipients.kms, "SOPS_KMS_ARN", "AWS KMS"),
         (&recipients.gcp_kms, "SOPS_GCP_KMS_IDS", "GCP KMS"),
@@ -148,9 +183,10 @@ pub fn encrypt_plan(
             return Err(unsupported(kind));
         }
     }
-    let groups = if !age.is_empty() || !pgp.is_empty() {
+    let groups = if !age.is_empty() || !pgp.is_empty() || !pkcs11.is_empty() {
         let mut group = age_recipients(&age)?;
         group.extend(pgp_recipients(&pgp));
+        group.extend(pkcs11_recipients(&pkcs11)?);
         vec![group]
     } else if let Some(rule) = rule {
         rule.key_groups
@@ -257,10 +293,13 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
             .map_err(|e| Failure::new(Code::DuplicateDecryptionKeyType, e))?,
         None => DecryptionOrder::default(),
     };
-    let identities: Vec<Box<dyn Identity>> = vec![
+    let mut identities: Vec<Box<dyn Identity>> = vec![
         Box::new(veil::keys::age::AgeIdentities::from_process_env()),
         Box::new(veil::keys::pgp::GpgIdentity::from_process_env()),
     ];
+    identities.push(Box::new(
+        veil::keys::pkcs11::Pkcs11Identity::from_process_env(),
+    ));
     Ok(Keyring::new(identities, order))
 }
 
@@ -271,6 +310,9 @@ pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
             .map(|r| Box::new(r) as Box<dyn Recipient>)
             .map_err(key_failure),
         KeyEntry::Pgp { fp, .. } => Ok(Box::new(veil::keys::pgp::PgpRecipient::new(fp))),
+        KeyEntry::Pkcs11 { uri, .. } => veil::keys::pkcs11::Pkcs11Recipient::parse(uri)
+            .map(|r| Box::new(r) as Box<dyn Recipient>)
+            .map_err(key_failure),
         other => Err(unsupported(other.kind())),
     }
 }

@@ -27,6 +27,12 @@ pub struct KeyChangeArgs {
     /// Remove these PGP fingerprints from every key group
     #[arg(long)]
     pub rm_pgp: Option<String>,
+    /// Add these PKCS#11 URIs (comma-separated) to the first key group
+    #[arg(long)]
+    pub add_pkcs11: Option<String>,
+    /// Remove these PKCS#11 URIs from every key group
+    #[arg(long)]
+    pub rm_pkcs11: Option<String>,
     /// AWS KMS, GCP KMS, Azure Key Vault, Vault and HuaweiCloud keys are not available yet
     #[arg(long, hide = true)]
     pub add_kms: Option<String>,
@@ -56,6 +62,8 @@ impl KeyChangeArgs {
             || self.rm_age.is_some()
             || self.add_pgp.is_some()
             || self.rm_pgp.is_some()
+            || self.add_pkcs11.is_some()
+            || self.rm_pkcs11.is_some()
             || self.cloud().is_some()
     }
 
@@ -152,10 +160,14 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     let mut groups = opened.metadata.key_groups.clone();
     for group in &mut groups {
         group.keys.retain(|entry| !removed.contains(&entry.name()));
+        group
+            .keys
+            .retain(|entry| !super::keys::is_listed_pkcs11(entry, args.keys.rm_pkcs11.as_deref()));
     }
     let mut recipients = super::keys::recipients_of(&groups)?;
-    let added =
+    let mut added =
         super::keys::listed_recipients(args.keys.add_age.as_deref(), args.keys.add_pgp.as_deref())?;
+    added.extend(super::keys::listed_pkcs11(args.keys.add_pkcs11.as_deref())?);
     match recipients.first_mut() {
         Some(first) => first.extend(added),
         None => recipients.push(added),

@@ -610,6 +610,7 @@ fn recipient_names_resolve_to_keys() {
             pgp: vec![FP_1.into()],
             named: named(&[(AGE_A, "alice"), (FP_1, "ops")]),
             unsupported: vec![],
+            ..Default::default()
         }
     );
     for bad in [
@@ -649,4 +650,26 @@ fn malformed_configs_are_invalid_naming_the_file() {
         let message = invalid_message(text);
         assert!(message.contains(needle), "{text:?}: {message}");
     }
+}
+
+#[test]
+fn pkcs11_uris_are_comma_strings_or_lists_flat_and_in_key_groups() {
+    let a = "pkcs11:token=t;manufacturer=Snake%20Oil,%20Inc.;object=a";
+    let b = "pkcs11:token=t;object=b";
+    let rule = one_rule(&format!(
+        "creation_rules:\n  - pkcs11: \"{a}, {b}\"\n    age: {AGE_A}\n"
+    ));
+    assert_eq!(rule.key_groups[0].pkcs11, [a, b]);
+    assert!(!rule.key_groups[0].is_empty());
+    let rule = one_rule(&format!(
+        "recipients:\n  hsm: \"{b}\"\ncreation_rules:\n  - key_groups:\n      - pkcs11: [\"{a}\", hsm, \"{a}\"]\n      - merge:\n          - pkcs11: [\"{b}\"]\n"
+    ));
+    assert_eq!(rule.key_groups[0].pkcs11, [a, b]);
+    assert_eq!(
+        rule.key_groups[0].named,
+        [(b.to_string(), "hsm".to_string())]
+    );
+    assert_eq!(rule.key_groups[1].pkcs11, [b]);
+    let message = invalid_message("creation_rules:\n  - pkcs11: {a: b}\n");
+    assert!(message.contains("pkcs11"), "{message}");
 }

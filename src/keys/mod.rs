@@ -4,6 +4,7 @@
 pub mod age;
 pub mod keyring;
 pub mod pgp;
+pub mod pkcs11;
 
 use zeroize::Zeroizing;
 
@@ -61,6 +62,12 @@ pub enum KeyEntry {
         created_at: String,
         enc: String,
     },
+    /// veil's own: a key in a PKCS#11 token, named by its RFC 7512 URI (never with a pin-value).
+    Pkcs11 {
+        uri: String,
+        created_at: String,
+        enc: String,
+    },
 }
 
 impl KeyEntry {
@@ -73,6 +80,7 @@ impl KeyEntry {
             KeyEntry::GcpKms { .. } => "gcp_kms",
             KeyEntry::AzureKv { .. } => "azure_kv",
             KeyEntry::Vault { .. } => "hc_vault",
+            KeyEntry::Pkcs11 { .. } => "pkcs11",
         }
     }
 
@@ -98,6 +106,7 @@ impl KeyEntry {
             } => {
                 format!("{vault_address}/v1/{engine_path}/keys/{key_name}")
             }
+            KeyEntry::Pkcs11 { uri, .. } => uri.clone(),
         }
     }
 }
