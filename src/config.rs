@@ -38,13 +38,18 @@ pub struct GroupSpec {
     /// `(key, name)` for every key the rule named through the config's `recipients` section,
     /// so messages can say whose key it is.
     pub named: Vec<(String, String)>,
+    /// HashiCorp Vault / OpenBao transit key URIs (`hc_vault_transit_uri`, `hc_vault`).
+    pub vault: Vec<String>,
     /// Key types veil has no key source for yet (`kms`, `gcp_kms`, …), with their entries.
     pub unsupported: Vec<(String, String)>,
 }
 
 impl GroupSpec {
     pub fn is_empty(&self) -> bool {
-        self.age.is_empty() && self.pgp.is_empty() && self.unsupported.is_empty()
+        self.age.is_empty()
+            && self.pgp.is_empty()
+            && self.vault.is_empty()
+            && self.unsupported.is_empty()
     }
 }
 
@@ -207,7 +212,7 @@ fn recipient_names(node: &Node) -> Result<Vec<(String, String)>, String> {
 
 /// Replaces names from the `recipients` section by their keys, remembering which name each was.
 fn resolve_names(group: &mut GroupSpec, names: &[(String, String)]) {
-    for list in [&mut group.age, &mut group.pgp] {
+    for list in [&mut group.age, &mut group.pgp, &mut group.vault] {
         for entry in list.iter_mut() {
             if let Some((name, key)) = names.iter().find(|(name, _)| name == entry) {
                 group.named.push((key.clone(), name.clone()));
@@ -289,10 +294,14 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                         parse_group(nested.as_map().ok_or("merge must be a list of groups")?)?;
                     merged.age.extend(nested.age);
                     merged.pgp.extend(nested.pgp);
+                    merged.vault.extend(nested.vault);
                     merged.unsupported.extend(nested.unsupported);
                 }
             }
-            "kms" | "gcp_kms" | "azure_keyvault" | "hc_vault" | "hckms" => {
+            "hc_vault" => group
+                .vault
+                .extend(string_list(&pair.value).map_err(|e| format!("hc_vault: {e}"))?),
+            "kms" | "gcp_kms" | "azure_keyvault" | "hckms" => {
                 let kind = if pair.key == "azure_keyvault" {
                     "azure_kv"
                 } else {
@@ -309,10 +318,12 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     }
     merged.age.append(&mut group.age);
     merged.pgp.append(&mut group.pgp);
+    merged.vault.append(&mut group.vault);
     merged.unsupported.append(&mut group.unsupported);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
+    dedup(&mut group.vault);
     Ok(group)
 }
 
@@ -353,6 +364,10 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
             }
             "age" => flat.age = string_list(&pair.value).map_err(|e| format!("age: {e}"))?,
             "pgp" => flat.pgp = string_list(&pair.value).map_err(|e| format!("pgp: {e}"))?,
+            "hc_vault_transit_uri" => {
+                flat.vault =
+                    string_list(&pair.value).map_err(|e| format!("hc_vault_transit_uri: {e}"))?
+            }
             "key_groups" => {
                 let Node::List(groups) = &pair.value else {
                     return Err("key_groups must be a list".into());
@@ -410,6 +425,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     }
     dedup(&mut flat.age);
     dedup(&mut flat.pgp);
+    dedup(&mut flat.vault);
     // A non-empty key_groups replaces the flat key fields, even when its groups are empty.
     let key_groups = if !key_groups.is_empty() {
         key_groups

@@ -45,6 +45,9 @@ pub struct AddArgs {
     /// A PGP fingerprint of the new group (repeatable)
     #[arg(long)]
     pub pgp: Vec<String>,
+    /// A Vault transit key URI of the new group (repeatable)
+    #[arg(long, hide = cfg!(not(feature = "vault")))]
+    pub hc_vault_transit: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +65,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
                 Some(&args.age.join(",")),
                 Some(&args.pgp.join(",")),
             )?;
+            new_group.extend(super::keys::listed_vault_recipients(Some(
+                &args.hc_vault_transit.join(","),
+            ))?);
             if new_group.is_empty() {
                 return Err(Failure::new(
                     Code::Generic,

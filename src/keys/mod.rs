@@ -4,6 +4,8 @@
 pub mod age;
 pub mod keyring;
 pub mod pgp;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 use zeroize::Zeroizing;
 
