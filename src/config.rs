@@ -40,6 +40,8 @@ pub struct GroupSpec {
     /// `(key, name)` for every key the rule named through the config's `recipients` section,
     /// so messages can say whose key it is.
     pub named: Vec<(String, String)>,
+    /// HashiCorp Vault / OpenBao transit key URIs (`hc_vault_transit_uri`, `hc_vault`).
+    pub vault: Vec<String>,
     /// Key types veil has no key source for yet (`kms`, `gcp_kms`, …), with their entries.
     pub unsupported: Vec<(String, String)>,
 }
@@ -49,6 +51,7 @@ impl GroupSpec {
         self.age.is_empty()
             && self.pgp.is_empty()
             && self.pkcs11.is_empty()
+            && self.vault.is_empty()
             && self.unsupported.is_empty()
     }
 }
@@ -212,7 +215,12 @@ fn recipient_names(node: &Node) -> Result<Vec<(String, String)>, String> {
 
 /// Replaces names from the `recipients` section by their keys, remembering which name each was.
 fn resolve_names(group: &mut GroupSpec, names: &[(String, String)]) {
-    for list in [&mut group.age, &mut group.pgp, &mut group.pkcs11] {
+    for list in [
+        &mut group.age,
+        &mut group.pgp,
+        &mut group.pkcs11,
+        &mut group.vault,
+    ] {
         for entry in list.iter_mut() {
             if let Some((name, key)) = names.iter().find(|(name, _)| name == entry) {
                 group.named.push((key.clone(), name.clone()));
@@ -322,10 +330,14 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                     merged.age.extend(nested.age);
                     merged.pgp.extend(nested.pgp);
                     merged.pkcs11.extend(nested.pkcs11);
+                    merged.vault.extend(nested.vault);
                     merged.unsupported.extend(nested.unsupported);
                 }
             }
-            "kms" | "gcp_kms" | "azure_keyvault" | "hc_vault" | "hckms" => {
+            "hc_vault" => group
+                .vault
+                .extend(string_list(&pair.value).map_err(|e| format!("hc_vault: {e}"))?),
+            "kms" | "gcp_kms" | "azure_keyvault" | "hckms" => {
                 let kind = if pair.key == "azure_keyvault" {
                     "azure_kv"
                 } else {
@@ -343,11 +355,13 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     merged.age.append(&mut group.age);
     merged.pgp.append(&mut group.pgp);
     merged.pkcs11.append(&mut group.pkcs11);
+    merged.vault.append(&mut group.vault);
     merged.unsupported.append(&mut group.unsupported);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
     dedup(&mut group.pkcs11);
+    dedup(&mut group.vault);
     Ok(group)
 }
 
@@ -390,6 +404,10 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
             "pgp" => flat.pgp = string_list(&pair.value).map_err(|e| format!("pgp: {e}"))?,
             "pkcs11" => {
                 flat.pkcs11 = pkcs11_list(&pair.value).map_err(|e| format!("pkcs11: {e}"))?
+            }
+            "hc_vault_transit_uri" => {
+                flat.vault =
+                    string_list(&pair.value).map_err(|e| format!("hc_vault_transit_uri: {e}"))?
             }
             "key_groups" => {
                 let Node::List(groups) = &pair.value else {
@@ -449,6 +467,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     dedup(&mut flat.age);
     dedup(&mut flat.pgp);
     dedup(&mut flat.pkcs11);
+    dedup(&mut flat.vault);
     // A non-empty key_groups replaces the flat key fields, even when its groups are empty.
     let key_groups = if !key_groups.is_empty() {
         key_groups

@@ -48,6 +48,9 @@ pub struct AddArgs {
     /// A PKCS#11 URI of the new group (repeatable; needs the pkcs11 feature)
     #[arg(long)]
     pub pkcs11: Vec<String>,
+    /// A Vault transit key URI of the new group (repeatable)
+    #[arg(long, hide = cfg!(not(feature = "vault")))]
+    pub hc_vault_transit: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +71,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
             for uri in &args.pkcs11 {
                 new_group.extend(super::keys::listed_pkcs11(Some(uri))?);
             }
+            new_group.extend(super::keys::listed_vault_recipients(Some(
+                &args.hc_vault_transit.join(","),
+            ))?);
             if new_group.is_empty() {
                 return Err(Failure::new(
                     Code::Generic,

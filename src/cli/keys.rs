@@ -86,6 +86,27 @@ fn unsupported(kind: &str) -> Failure {
     .with_hint("use age or PGP recipients for now")
 }
 
+/// Vault transit recipients from key URIs; without the `vault` feature any URI is refused.
+#[cfg(feature = "vault")]
+fn vault_recipients(items: &[String], _kind: &str) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|uri| {
+            veil::keys::vault::VaultRecipient::parse(uri)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "vault"))]
+fn vault_recipients(items: &[String], kind: &str) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match items.first() {
+        Some(_) => Err(unsupported(kind)),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     if let Some((kind, _)) = group.unsupported.first() {
         return Err(unsupported(kind));
@@ -108,6 +129,7 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     }
     recipients.extend(pgp_recipients(&group.pgp));
     recipients.extend(pkcs11_recipients(&group.pkcs11)?);
+    recipients.extend(vault_recipients(&group.vault, "hc_vault")?);
     Ok(recipients
         .into_iter()
         .map(|recipient| {
@@ -168,6 +190,7 @@ pub fn encrypt_plan(
             "SOPS_AZURE_KEYVAULT_URLS",
             "Azure Key Vault",
         ),
+        #[cfg(not(feature = "vault"))]
         (
             &recipients.hc_vault_transit,
             "SOPS_VAULT_URIS",
@@ -183,10 +206,14 @@ pub fn encrypt_plan(
             return Err(unsupported(kind));
         }
     }
-    let groups = if !age.is_empty() || !pgp.is_empty() || !pkcs11.is_empty() {
+    let vault = flag_or_env(&recipients.hc_vault_transit, "SOPS_VAULT_URIS")
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
+    let groups = if !age.is_empty() || !pgp.is_empty() || !pkcs11.is_empty() || !vault.is_empty() {
         let mut group = age_recipients(&age)?;
         group.extend(pgp_recipients(&pgp));
         group.extend(pkcs11_recipients(&pkcs11)?);
+        group.extend(vault_recipients(&vault, "HashiCorp Vault")?);
         vec![group]
     } else if let Some(rule) = rule {
         rule.key_groups
@@ -300,6 +327,10 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
     identities.push(Box::new(
         veil::keys::pkcs11::Pkcs11Identity::from_process_env(),
     ));
+    #[cfg(feature = "vault")]
+    identities.push(Box::new(
+        veil::keys::vault::VaultIdentity::from_process_env(),
+    ));
     Ok(Keyring::new(identities, order))
 }
 
@@ -313,6 +344,19 @@ pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
         KeyEntry::Pkcs11 { uri, .. } => veil::keys::pkcs11::Pkcs11Recipient::parse(uri)
             .map(|r| Box::new(r) as Box<dyn Recipient>)
             .map_err(key_failure),
+        #[cfg(feature = "vault")]
+        KeyEntry::Vault {
+            vault_address,
+            engine_path,
+            key_name,
+            ..
+        } => Ok(Box::new(veil::keys::vault::VaultRecipient::new(
+            veil::keys::vault::TransitKey {
+                address: vault_address.clone(),
+                engine_path: engine_path.clone(),
+                key_name: key_name.clone(),
+            },
+        ))),
         other => Err(unsupported(other.kind())),
     }
 }
@@ -348,4 +392,28 @@ pub fn listed_recipients(
     let mut recipients = age_recipients(&age.map(split_list).unwrap_or_default())?;
     recipients.extend(pgp_recipients(&pgp.map(split_list).unwrap_or_default()));
     Ok(recipients)
+}
+
+/// Recipients for `rotate --add-hc-vault-transit` (comma-separated key URIs).
+pub fn listed_vault_recipients(uris: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    vault_recipients(&uris.map(split_list).unwrap_or_default(), "HashiCorp Vault")
+}
+
+/// The entry names (`KeyEntry::name`) of comma-separated Vault key URIs, for
+/// `rotate --rm-hc-vault-transit`; a URI that does not parse is kept as written.
+#[cfg(feature = "vault")]
+pub fn vault_entry_names(uris: Option<&str>) -> Vec<String> {
+    uris.map(split_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|uri| match veil::keys::vault::TransitKey::parse(&uri) {
+            Ok(key) => key.uri(),
+            Err(_) => uri,
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "vault"))]
+pub fn vault_entry_names(uris: Option<&str>) -> Vec<String> {
+    uris.map(split_list).unwrap_or_default()
 }

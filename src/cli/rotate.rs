@@ -46,9 +46,11 @@ pub struct KeyChangeArgs {
     pub add_azure_kv: Option<String>,
     #[arg(long, hide = true)]
     pub rm_azure_kv: Option<String>,
-    #[arg(long, hide = true)]
+    /// Add these Vault transit key URIs (comma-separated) to the first key group
+    #[arg(long, hide = cfg!(not(feature = "vault")))]
     pub add_hc_vault_transit: Option<String>,
-    #[arg(long, hide = true)]
+    /// Remove these Vault transit key URIs from every key group
+    #[arg(long, hide = cfg!(not(feature = "vault")))]
     pub rm_hc_vault_transit: Option<String>,
     #[arg(long, hide = true)]
     pub add_hckms: Option<String>,
@@ -65,6 +67,8 @@ impl KeyChangeArgs {
             || self.add_pkcs11.is_some()
             || self.rm_pkcs11.is_some()
             || self.cloud().is_some()
+            || self.add_hc_vault_transit.is_some()
+            || self.rm_hc_vault_transit.is_some()
     }
 
     /// The first cloud key flag given, which this build cannot act on.
@@ -76,7 +80,9 @@ impl KeyChangeArgs {
             (&self.rm_gcp_kms, "--rm-gcp-kms"),
             (&self.add_azure_kv, "--add-azure-kv"),
             (&self.rm_azure_kv, "--rm-azure-kv"),
+            #[cfg(not(feature = "vault"))]
             (&self.add_hc_vault_transit, "--add-hc-vault-transit"),
+            #[cfg(not(feature = "vault"))]
             (&self.rm_hc_vault_transit, "--rm-hc-vault-transit"),
             (&self.add_hckms, "--add-hckms"),
             (&self.rm_hckms, "--rm-hckms"),
@@ -156,7 +162,10 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     };
     let opened = document::open(loaded, &keyring, options)
         .map_err(|e| super::decrypt::open_failure(&input, e))?;
-    let removed = args.keys.removed();
+    let mut removed = args.keys.removed();
+    removed.extend(super::keys::vault_entry_names(
+        args.keys.rm_hc_vault_transit.as_deref(),
+    ));
     let mut groups = opened.metadata.key_groups.clone();
     for group in &mut groups {
         group.keys.retain(|entry| !removed.contains(&entry.name()));
@@ -168,6 +177,9 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     let mut added =
         super::keys::listed_recipients(args.keys.add_age.as_deref(), args.keys.add_pgp.as_deref())?;
     added.extend(super::keys::listed_pkcs11(args.keys.add_pkcs11.as_deref())?);
+    added.extend(super::keys::listed_vault_recipients(
+        args.keys.add_hc_vault_transit.as_deref(),
+    )?);
     match recipients.first_mut() {
         Some(first) => first.extend(added),
         None => recipients.push(added),

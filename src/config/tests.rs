@@ -673,3 +673,23 @@ fn pkcs11_uris_are_comma_strings_or_lists_flat_and_in_key_groups() {
     let message = invalid_message("creation_rules:\n  - pkcs11: {a: b}\n");
     assert!(message.contains("pkcs11"), "{message}");
 }
+
+#[test]
+fn vault_uris_from_flat_fields_and_key_groups() {
+    const V1: &str = "https://vault:8200/v1/transit/keys/a";
+    const V2: &str = "https://vault:8200/v1/team/transit/keys/b";
+    let rule = one_rule(&format!(
+        "creation_rules:\n  - hc_vault_transit_uri: {V1}, {V2},{V1}\n"
+    ));
+    assert_eq!(rule.key_groups[0].vault, [V1, V2]);
+    assert!(rule.key_groups[0].unsupported.is_empty());
+    assert!(!rule.key_groups[0].is_empty());
+
+    let rule = one_rule(&format!(
+        "creation_rules:\n  - key_groups:\n      - hc_vault: [{V1}]\n        merge:\n          - hc_vault: [{V2}]\n      - age: [{AGE_A}]\n"
+    ));
+    assert_eq!(rule.key_groups[0].vault, [V2, V1], "merged keys come first");
+    assert!(rule.key_groups[0].unsupported.is_empty());
+    assert_eq!(rule.key_groups[1].age, [AGE_A]);
+    assert!(rule.key_groups[1].vault.is_empty());
+}

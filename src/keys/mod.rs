@@ -5,6 +5,8 @@ pub mod age;
 pub mod keyring;
 pub mod pgp;
 pub mod pkcs11;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 use zeroize::Zeroizing;
 

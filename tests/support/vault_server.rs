@@ -1,0 +1,377 @@
+//! A loopback stand-in for the Vault / OpenBao transit API, for veil's tests.
+//!
+//! It follows Vault's published HTTP API for what veil uses: `POST /v1/{mount}/encrypt/{key}`
+//! (`{"plaintext": b64}` → `{"data": {"ciphertext": "vault:v1:…"}}`), `POST /v1/{mount}/decrypt/{key}`
+//! (`{"ciphertext": …}` → `{"data": {"plaintext": b64}}`), and the AppRole, Kubernetes and JWT
+//! logins (`POST /v1/auth/{mount}/login` → `{"auth": {"client_token": …}}`). Each transit key is
+//! a real AES-256-GCM key, so a ciphertext only opens under the key that made it; every transit
+//! call needs a known `X-Vault-Token` (403 `permission denied` otherwise), errors come back as
+//! `{"errors": [...]}`. Plain HTTP/1.1 (one request per connection) or HTTPS with a throwaway CA.
+//! It listens on 127.0.0.1, port 0, on one thread.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+/// One request as the server saw it (headers lower-cased), for assertions.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: Vec<String>,
+    /// `mount/key` → AES key.
+    keys: HashMap<String, [u8; 32]>,
+    /// login mount → (method, role or role_id, secret_id or jwt)
+    logins: HashMap<String, (String, String, String)>,
+    seen: Vec<Seen>,
+    issued: usize,
+}
+
+/// What the server knows before it starts.
+#[derive(Default)]
+pub struct Builder {
+    state: State,
+    tls: Option<(String, String)>,
+}
+
+impl Builder {
+    /// A token that may call the transit endpoints.
+    pub fn token(mut self, token: &str) -> Self {
+        self.state.tokens.push(token.into());
+        self
+    }
+
+    /// A transit key `name` under the engine mounted at `mount` (may be nested).
+    pub fn key(mut self, mount: &str, name: &str) -> Self {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        self.state.keys.insert(format!("{mount}/{name}"), key);
+        self
+    }
+
+    pub fn approle(mut self, mount: &str, role_id: &str, secret_id: &str) -> Self {
+        self.state.logins.insert(
+            mount.into(),
+            ("approle".into(), role_id.into(), secret_id.into()),
+        );
+        self
+    }
+
+    pub fn kubernetes(mut self, mount: &str, role: &str, jwt: &str) -> Self {
+        self.state
+            .logins
+            .insert(mount.into(), ("kubernetes".into(), role.into(), jwt.into()));
+        self
+    }
+
+    pub fn jwt(mut self, mount: &str, role: &str, jwt: &str) -> Self {
+        self.state
+            .logins
+            .insert(mount.into(), ("jwt".into(), role.into(), jwt.into()));
+        self
+    }
+
+    /// Serve HTTPS with this PEM certificate chain and key.
+    pub fn tls(mut self, cert_pem: &str, key_pem: &str) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    pub fn start(self) -> VaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls = self
+            .tls
+            .map(|(cert, key)| Arc::new(server_config(&cert, &key)));
+        let state = Arc::new(Mutex::new(self.state));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let state = state.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    match &tls {
+                        Some(config) => {
+                            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                                continue;
+                            };
+                            let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+                            serve(&mut tls_stream, &state);
+                            tls_stream.conn.send_close_notify();
+                            let _ = tls_stream.flush();
+                        }
+                        None => {
+                            let mut stream = stream;
+                            serve(&mut stream, &state);
+                        }
+                    }
+                }
+            })
+        };
+        VaultServer {
+            address: format!("{scheme}://127.0.0.1:{port}"),
+            port,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn server_config(cert_pem: &str, key_pem: &str) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate")
+}
+
+pub struct VaultServer {
+    /// `http://127.0.0.1:PORT` or `https://…`
+    pub address: String,
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl VaultServer {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The URI of a key, as users give it to `--hc-vault-transit`.
+    pub fn uri(&self, mount: &str, key: &str) -> String {
+        format!("{}/v1/{mount}/keys/{key}", self.address)
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many tokens logins have issued.
+    pub fn logins(&self) -> usize {
+        self.state.lock().unwrap().issued
+    }
+}
+
+impl Drop for VaultServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so the thread sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request, answers it, and closes.
+fn serve(stream: &mut (impl Read + Write), state: &Mutex<State>) {
+    let mut reader = BufReader::new(&mut *stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    drop(reader);
+    let (status, answer) = handle(&method, &path, &headers, &body, state);
+    let text = answer.to_string();
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+}
+
+fn error(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({ "errors": [message] }))
+}
+
+fn handle(
+    method: &str,
+    path: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+    state: &Mutex<State>,
+) -> (u16, Value) {
+    let mut state = state.lock().unwrap();
+    state.seen.push(Seen {
+        path: path.to_string(),
+        headers: headers.clone(),
+    });
+    if method != "POST" && method != "PUT" {
+        return error(405, "unsupported operation");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "failed to parse JSON input");
+    };
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return error(404, "no handler for route");
+    };
+    if let Some(mount) = rest
+        .strip_prefix("auth/")
+        .and_then(|r| r.strip_suffix("/login"))
+    {
+        return login(&mut state, mount, &body);
+    }
+    let token = headers.get("x-vault-token").cloned().unwrap_or_default();
+    if !state.tokens.contains(&token) {
+        return error(403, "permission denied");
+    }
+    for action in ["encrypt", "decrypt"] {
+        let marker = format!("/{action}/");
+        let Some(at) = rest.rfind(&marker) else {
+            continue;
+        };
+        let mount = &rest[..at];
+        let name = &rest[at + marker.len()..];
+        let Some(key) = state.keys.get(&format!("{mount}/{name}")).copied() else {
+            return error(400, &format!("encryption key not found: {name}"));
+        };
+        let cipher = Aes256Gcm::new_from_slice(&key).expect("32-byte key");
+        return if action == "encrypt" {
+            let Some(plain) = body
+                .get("plaintext")
+                .and_then(Value::as_str)
+                .and_then(|p| STANDARD.decode(p).ok())
+            else {
+                return error(400, "failed to base64-decode plaintext");
+            };
+            let mut nonce = [0u8; 12];
+            rand::thread_rng().fill_bytes(&mut nonce);
+            let mut sealed = nonce.to_vec();
+            sealed.extend(
+                cipher
+                    .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+                    .expect("encrypt"),
+            );
+            (
+                200,
+                json!({ "data": { "ciphertext": format!("vault:v1:{}", STANDARD.encode(sealed)), "key_version": 1 } }),
+            )
+        } else {
+            let sealed = body
+                .get("ciphertext")
+                .and_then(Value::as_str)
+                .and_then(|c| c.strip_prefix("vault:v1:"))
+                .and_then(|c| STANDARD.decode(c).ok());
+            let Some(sealed) = sealed.filter(|s| s.len() > 12) else {
+                return error(400, "invalid ciphertext: no prefix");
+            };
+            match cipher.decrypt(Nonce::from_slice(&sealed[..12]), &sealed[12..]) {
+                Ok(plain) => (
+                    200,
+                    json!({ "data": { "plaintext": STANDARD.encode(plain) } }),
+                ),
+                Err(_) => error(400, "cipher: message authentication failed"),
+            }
+        };
+    }
+    error(404, "no handler for route")
+}
+
+fn login(state: &mut State, mount: &str, body: &Value) -> (u16, Value) {
+    let Some((method, role, secret)) = state.logins.get(mount).cloned() else {
+        return error(404, "no handler for route");
+    };
+    let field = |name: &str| body.get(name).and_then(Value::as_str).unwrap_or("");
+    let accepted = match method.as_str() {
+        "approle" => field("role_id") == role && field("secret_id") == secret,
+        _ => field("role") == role && field("jwt") == secret,
+    };
+    if !accepted {
+        return error(400, "invalid role or credentials");
+    }
+    state.issued += 1;
+    let token = format!("hvs.login-{method}-{}", state.issued);
+    state.tokens.push(token.clone());
+    (
+        200,
+        json!({ "auth": { "client_token": token, "renewable": true, "lease_duration": 3600 } }),
+    )
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it:
+/// `(ca_pem, server_cert_pem, server_key_pem)`.
+pub fn test_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "veil test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let server_cert = params
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+}
