@@ -184,6 +184,12 @@ fn edit_with_a_scripted_editor() {
         .arg("app.yaml");
     fails_with(run_with_stdin(&mut cmd, None), 200);
 
+    // -s shows the metadata in the editor too; left unchanged, nothing is written.
+    let shows = editor(&sandbox, "shows.sh", r#"grep -q '^sops:' "$1" || exit 3"#);
+    let mut cmd = sandbox.veil();
+    cmd.env("SOPS_EDITOR", &shows).args(["edit", "-s", "app.yaml"]);
+    fails_with(run_with_stdin(&mut cmd, None), 200);
+
     // Invalid YAML after editing: an error, the file untouched.
     let break_it = editor(&sandbox, "break.sh", r#"printf 'db: [\n' > "$1""#);
     let mut cmd = sandbox.veil();
