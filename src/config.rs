@@ -42,8 +42,88 @@ pub struct GroupSpec {
     pub named: Vec<(String, String)>,
     /// HashiCorp Vault / OpenBao transit key URIs (`hc_vault_transit_uri`, `hc_vault`).
     pub vault: Vec<String>,
-    /// Key types veil has no key source for yet (`kms`, `gcp_kms`, …), with their entries.
+    /// Key types veil has no key source for yet (`gcp_kms`, …), with their entries.
     pub unsupported: Vec<(String, String)>,
+    /// AWS KMS keys (`kms`; used with the `aws` feature).
+    pub kms: Vec<KmsSpec>,
+}
+
+/// One AWS KMS key of a rule: a flat `kms` item (`arn[+role]`, with the rule's `aws_profile`) or
+/// a key_groups `kms` map `{arn, role, context, aws_profile}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KmsSpec {
+    pub arn: String,
+    pub role: String,
+    pub context: Vec<(String, String)>,
+    pub aws_profile: String,
+}
+
+impl KmsSpec {
+    /// `arn[+role]` as sops splits it: spaces removed, the role starts at the first `+arn:`.
+    fn parse(text: &str) -> KmsSpec {
+        let text: String = text.chars().filter(|c| *c != ' ').collect();
+        match text.find("+arn:") {
+            Some(at) if at > 0 => KmsSpec {
+                arn: text[..at].to_string(),
+                role: text[at + 1..].to_string(),
+                ..KmsSpec::default()
+            },
+            _ => KmsSpec {
+                arn: text,
+                ..KmsSpec::default()
+            },
+        }
+    }
+}
+
+/// A key_groups `kms` list: maps `{arn, role, context: {k: v}, aws_profile}` (sops' form), or
+/// `arn[+role]` strings.
+fn kms_list(node: &Node) -> Result<Vec<KmsSpec>, String> {
+    let Node::List(list) = node else {
+        return match node {
+            Node::Scalar(s) if s.value == Value::Null => Ok(Vec::new()),
+            _ => Err("expected a list of {arn, role, context, aws_profile} maps".into()),
+        };
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.nodes().enumerate() {
+        match item {
+            Node::Scalar(_) => {
+                let text = scalar_text(item).ok_or_else(|| format!("[{i}] must be a string"))?;
+                out.push(KmsSpec::parse(&text));
+            }
+            Node::Map(map) => {
+                let mut spec = KmsSpec::default();
+                for pair in map.pairs() {
+                    let text = || scalar_text(&pair.value).unwrap_or_default();
+                    match pair.key.as_str() {
+                        "arn" => spec.arn = text().replace(' ', ""),
+                        "role" => spec.role = text(),
+                        "aws_profile" => spec.aws_profile = text(),
+                        "context" => match &pair.value {
+                            Node::Map(ctx) => {
+                                for p in ctx.pairs() {
+                                    let value = scalar_text(&p.value).ok_or_else(|| {
+                                        format!("[{i}].context.{}: values must be strings", p.key)
+                                    })?;
+                                    spec.context.push((p.key.clone(), value));
+                                }
+                            }
+                            Node::Scalar(s) if s.value == Value::Null => {}
+                            _ => return Err(format!("[{i}].context must be a mapping")),
+                        },
+                        _ => {}
+                    }
+                }
+                if spec.arn.is_empty() {
+                    return Err(format!("[{i}] has no arn"));
+                }
+                out.push(spec);
+            }
+            Node::List(_) => return Err(format!("[{i}] must be a map or a string")),
+        }
+    }
+    Ok(out)
 }
 
 impl GroupSpec {
@@ -53,6 +133,7 @@ impl GroupSpec {
             && self.pkcs11.is_empty()
             && self.vault.is_empty()
             && self.unsupported.is_empty()
+            && self.kms.is_empty()
     }
 }
 
@@ -332,12 +413,16 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                     merged.pkcs11.extend(nested.pkcs11);
                     merged.vault.extend(nested.vault);
                     merged.unsupported.extend(nested.unsupported);
+                    merged.kms.extend(nested.kms);
                 }
             }
             "hc_vault" => group
                 .vault
                 .extend(string_list(&pair.value).map_err(|e| format!("hc_vault: {e}"))?),
-            "kms" | "gcp_kms" | "azure_keyvault" | "hckms" => {
+            "kms" => group
+                .kms
+                .extend(kms_list(&pair.value).map_err(|e| format!("kms: {e}"))?),
+            "gcp_kms" | "azure_keyvault" | "hckms" => {
                 let kind = if pair.key == "azure_keyvault" {
                     "azure_kv"
                 } else {
@@ -357,11 +442,18 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     merged.pkcs11.append(&mut group.pkcs11);
     merged.vault.append(&mut group.vault);
     merged.unsupported.append(&mut group.unsupported);
+    merged.kms.append(&mut group.kms);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
     dedup(&mut group.pkcs11);
     dedup(&mut group.vault);
+    let mut seen = Vec::new();
+    group.kms.retain(|k| {
+        let new = !seen.contains(k);
+        seen.push(k.clone());
+        new
+    });
     Ok(group)
 }
 
@@ -388,6 +480,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     let mut shamir_threshold = 0;
     let mut selectors = Vec::new();
     let mut mac_only_encrypted = false;
+    let mut flat_aws_profile = String::new();
     for pair in map.pairs() {
         let key = pair.key.as_str();
         match key {
@@ -404,6 +497,17 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
             "pgp" => flat.pgp = string_list(&pair.value).map_err(|e| format!("pgp: {e}"))?,
             "pkcs11" => {
                 flat.pkcs11 = pkcs11_list(&pair.value).map_err(|e| format!("pkcs11: {e}"))?
+            }
+            // Before the fallback arm, which would list `kms` as unsupported.
+            "kms" => {
+                flat.kms = string_list(&pair.value)
+                    .map_err(|e| format!("kms: {e}"))?
+                    .iter()
+                    .map(|item| KmsSpec::parse(item))
+                    .collect()
+            }
+            "aws_profile" => {
+                flat_aws_profile = scalar_text(&pair.value).ok_or("aws_profile must be a string")?
             }
             "hc_vault_transit_uri" => {
                 flat.vault =
@@ -468,6 +572,9 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     dedup(&mut flat.pgp);
     dedup(&mut flat.pkcs11);
     dedup(&mut flat.vault);
+    for key in &mut flat.kms {
+        key.aws_profile.clone_from(&flat_aws_profile);
+    }
     // A non-empty key_groups replaces the flat key fields, even when its groups are empty.
     let key_groups = if !key_groups.is_empty() {
         key_groups

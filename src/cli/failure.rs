@@ -10,6 +10,9 @@ pub enum Code {
     CouldNotReadInputFile = 2,
     CouldNotWriteOutputFile = 3,
     ErrorDumpingTree = 4,
+    /// `--encryption-context` is not `key:value[,key:value…]` (AWS KMS, feature `aws`).
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    InvalidKmsEncryptionContextFormat = 6,
     InvalidSetFormat = 7,
     ConflictingParameters = 8,
     ErrorEncryptingTree = 23,

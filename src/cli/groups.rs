@@ -51,6 +51,9 @@ pub struct AddArgs {
     /// A Vault transit key URI of the new group (repeatable)
     #[arg(long, hide = cfg!(not(feature = "vault")))]
     pub hc_vault_transit: Vec<String>,
+    /// An AWS KMS ARN[+ROLE_ARN] of the new group (repeatable; needs the aws feature)
+    #[arg(long, hide = cfg!(not(feature = "aws")))]
+    pub kms: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +76,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
             }
             new_group.extend(super::keys::listed_vault_recipients(Some(
                 &args.hc_vault_transit.join(","),
+            ))?);
+            new_group.extend(super::keys::listed_kms_recipients(Some(
+                &args.kms.join(","),
             ))?);
             if new_group.is_empty() {
                 return Err(Failure::new(

@@ -107,6 +107,102 @@ fn vault_recipients(items: &[String], kind: &str) -> CliResult<Vec<Box<dyn Recip
     }
 }
 
+/// AWS KMS recipients from `arn[+role]` items sharing one context and profile.
+#[cfg(feature = "aws")]
+fn kms_recipients(
+    items: &[String],
+    context: &[(String, String)],
+    aws_profile: &str,
+) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|arn| {
+            veil::keys::aws::KmsRecipient::parse(arn, context, aws_profile)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+/// Recipients of a rule's `kms` keys; without the `aws` feature any key is refused.
+#[cfg(feature = "aws")]
+fn kms_spec_recipients(specs: &[veil::config::KmsSpec]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    specs
+        .iter()
+        .map(|spec| {
+            veil::keys::aws::KmsRecipient::new(veil::keys::aws::KmsKey {
+                arn: spec.arn.clone(),
+                role: spec.role.clone(),
+                context: spec.context.clone(),
+                aws_profile: spec.aws_profile.clone(),
+            })
+            .map(|r| Box::new(r) as Box<dyn Recipient>)
+            .map_err(key_failure)
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "aws"))]
+fn kms_spec_recipients(specs: &[veil::config::KmsSpec]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match specs.first() {
+        Some(_) => Err(unsupported("kms")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `--kms` / `SOPS_KMS_ARN` keys with `--encryption-context` (exit 6 when malformed) and
+/// `--aws-profile`.
+#[cfg(feature = "aws")]
+fn flag_kms_recipients(recipients: &RecipientArgs) -> CliResult<Vec<Box<dyn Recipient>>> {
+    let context = veil::keys::aws::parse_context(
+        recipients.encryption_context.as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| Failure::new(Code::InvalidKmsEncryptionContextFormat, e))?;
+    let arns = flag_or_env(&recipients.kms, "SOPS_KMS_ARN")
+        .map(|s| veil::keys::aws::split_arns(&s))
+        .unwrap_or_default();
+    kms_recipients(
+        &arns,
+        &context,
+        recipients.aws_profile.as_deref().unwrap_or_default(),
+    )
+}
+
+#[cfg(not(feature = "aws"))]
+fn flag_kms_recipients(_recipients: &RecipientArgs) -> CliResult<Vec<Box<dyn Recipient>>> {
+    Ok(Vec::new())
+}
+
+/// Recipients for `rotate --add-kms` and `groups add --kms` (`arn[+role]`, comma-separated; no
+/// context, default profile).
+#[cfg(feature = "aws")]
+pub fn listed_kms_recipients(arns: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    kms_recipients(
+        &arns.map(veil::keys::aws::split_arns).unwrap_or_default(),
+        &[],
+        "",
+    )
+}
+
+#[cfg(not(feature = "aws"))]
+pub fn listed_kms_recipients(arns: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match arns.filter(|a| !a.trim().is_empty()) {
+        Some(_) => Err(unsupported("AWS KMS")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The entry names (`arn[+role]`) of `rotate --rm-kms` items.
+pub fn kms_entry_names(arns: Option<&str>) -> Vec<String> {
+    arns.map(|text| {
+        text.split(',')
+            .map(|s| s.replace(' ', ""))
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     if let Some((kind, _)) = group.unsupported.first() {
         return Err(unsupported(kind));
@@ -130,6 +226,7 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     recipients.extend(pgp_recipients(&group.pgp));
     recipients.extend(pkcs11_recipients(&group.pkcs11)?);
     recipients.extend(vault_recipients(&group.vault, "hc_vault")?);
+    recipients.extend(kms_spec_recipients(&group.kms)?);
     Ok(recipients
         .into_iter()
         .map(|recipient| {
@@ -183,6 +280,7 @@ pub fn encrypt_plan(
         .map(|s| veil::keys::pkcs11::split_uris(&s))
         .unwrap_or_default();
     for (flag, var, kind) in [
+        #[cfg(not(feature = "aws"))]
         (&recipients.kms, "SOPS_KMS_ARN", "AWS KMS"),
         (&recipients.gcp_kms, "SOPS_GCP_KMS_IDS", "GCP KMS"),
         (
@@ -209,11 +307,18 @@ pub fn encrypt_plan(
     let vault = flag_or_env(&recipients.hc_vault_transit, "SOPS_VAULT_URIS")
         .map(|s| split_list(&s))
         .unwrap_or_default();
-    let groups = if !age.is_empty() || !pgp.is_empty() || !pkcs11.is_empty() || !vault.is_empty() {
+    let kms = flag_kms_recipients(recipients)?;
+    let groups = if !age.is_empty()
+        || !pgp.is_empty()
+        || !pkcs11.is_empty()
+        || !vault.is_empty()
+        || !kms.is_empty()
+    {
         let mut group = age_recipients(&age)?;
         group.extend(pgp_recipients(&pgp));
         group.extend(pkcs11_recipients(&pkcs11)?);
         group.extend(vault_recipients(&vault, "HashiCorp Vault")?);
+        group.extend(kms);
         vec![group]
     } else if let Some(rule) = rule {
         rule.key_groups
@@ -331,6 +436,8 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
     identities.push(Box::new(
         veil::keys::vault::VaultIdentity::from_process_env(),
     ));
+    #[cfg(feature = "aws")]
+    identities.push(Box::new(veil::keys::aws::KmsIdentity::from_process_env()));
     Ok(Keyring::new(identities, order))
 }
 
@@ -357,6 +464,11 @@ pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
                 key_name: key_name.clone(),
             },
         ))),
+        #[cfg(feature = "aws")]
+        KeyEntry::Kms { .. } => veil::keys::aws::KmsKey::from_entry(entry)
+            .ok_or_else(|| unsupported("kms"))
+            .and_then(|key| veil::keys::aws::KmsRecipient::new(key).map_err(key_failure))
+            .map(|r| Box::new(r) as Box<dyn Recipient>),
         other => Err(unsupported(other.kind())),
     }
 }

@@ -33,11 +33,13 @@ pub struct KeyChangeArgs {
     /// Remove these PKCS#11 URIs from every key group
     #[arg(long)]
     pub rm_pkcs11: Option<String>,
-    /// AWS KMS, GCP KMS, Azure Key Vault, Vault and HuaweiCloud keys are not available yet
-    #[arg(long, hide = true)]
+    /// Add these AWS KMS ARNs (comma-separated, each optionally +ROLE_ARN) to the first key group
+    #[arg(long, hide = cfg!(not(feature = "aws")))]
     pub add_kms: Option<String>,
-    #[arg(long, hide = true)]
+    /// Remove these AWS KMS ARNs (ARN[+ROLE_ARN]) from every key group
+    #[arg(long, hide = cfg!(not(feature = "aws")))]
     pub rm_kms: Option<String>,
+    // GCP KMS, Azure Key Vault and HuaweiCloud keys are not available yet.
     #[arg(long, hide = true)]
     pub add_gcp_kms: Option<String>,
     #[arg(long, hide = true)]
@@ -69,12 +71,16 @@ impl KeyChangeArgs {
             || self.cloud().is_some()
             || self.add_hc_vault_transit.is_some()
             || self.rm_hc_vault_transit.is_some()
+            || self.add_kms.is_some()
+            || self.rm_kms.is_some()
     }
 
     /// The first cloud key flag given, which this build cannot act on.
     fn cloud(&self) -> Option<&'static str> {
         [
+            #[cfg(not(feature = "aws"))]
             (&self.add_kms, "--add-kms"),
+            #[cfg(not(feature = "aws"))]
             (&self.rm_kms, "--rm-kms"),
             (&self.add_gcp_kms, "--add-gcp-kms"),
             (&self.rm_gcp_kms, "--rm-gcp-kms"),
@@ -166,6 +172,7 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     removed.extend(super::keys::vault_entry_names(
         args.keys.rm_hc_vault_transit.as_deref(),
     ));
+    removed.extend(super::keys::kms_entry_names(args.keys.rm_kms.as_deref()));
     let mut groups = opened.metadata.key_groups.clone();
     for group in &mut groups {
         group.keys.retain(|entry| !removed.contains(&entry.name()));
@@ -179,6 +186,9 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     added.extend(super::keys::listed_pkcs11(args.keys.add_pkcs11.as_deref())?);
     added.extend(super::keys::listed_vault_recipients(
         args.keys.add_hc_vault_transit.as_deref(),
+    )?);
+    added.extend(super::keys::listed_kms_recipients(
+        args.keys.add_kms.as_deref(),
     )?);
     match recipients.first_mut() {
         Some(first) => first.extend(added),

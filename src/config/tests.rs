@@ -320,16 +320,19 @@ fn unsupported_key_types_are_kept_with_their_entries() {
         "creation_rules:\n  - kms: arn:aws:kms:eu-west-1:1:key/a,arn:aws:kms:eu-west-1:1:key/b\n    gcp_kms: projects/p/locations/l/keyRings/r/cryptoKeys/k\n    azure_keyvault: https://v.vault.azure.net/keys/k/1\n",
     );
     assert_eq!(
+        rule.key_groups[0]
+            .kms
+            .iter()
+            .map(|k| k.arn.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "arn:aws:kms:eu-west-1:1:key/a",
+            "arn:aws:kms:eu-west-1:1:key/b"
+        ]
+    );
+    assert_eq!(
         rule.key_groups[0].unsupported,
         [
-            (
-                "kms".to_string(),
-                "arn:aws:kms:eu-west-1:1:key/a".to_string()
-            ),
-            (
-                "kms".to_string(),
-                "arn:aws:kms:eu-west-1:1:key/b".to_string()
-            ),
             (
                 "gcp_kms".to_string(),
                 "projects/p/locations/l/keyRings/r/cryptoKeys/k".to_string()
@@ -692,4 +695,49 @@ fn vault_uris_from_flat_fields_and_key_groups() {
     assert!(rule.key_groups[0].unsupported.is_empty());
     assert_eq!(rule.key_groups[1].age, [AGE_A]);
     assert!(rule.key_groups[1].vault.is_empty());
+}
+
+#[test]
+fn kms_keys_take_role_context_and_profile() {
+    let rule = one_rule(
+        "creation_rules:\n  - kms: 'arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r, arn:aws:kms:us-east-1:1:key/b'\n    aws_profile: dev\n",
+    );
+    let kms = &rule.key_groups[0].kms;
+    assert_eq!(
+        kms[0],
+        KmsSpec {
+            arn: "arn:aws:kms:us-east-1:1:key/a".into(),
+            role: "arn:aws:iam::1:role/r".into(),
+            context: vec![],
+            aws_profile: "dev".into(),
+        }
+    );
+    assert_eq!(kms[1].arn, "arn:aws:kms:us-east-1:1:key/b");
+    assert_eq!(kms[1].aws_profile, "dev");
+
+    let rule = one_rule(&format!(
+        "creation_rules:\n  - key_groups:\n      - kms:\n          - arn: arn:aws:kms:us-east-1:1:key/a\n            role: arn:aws:iam::1:role/r\n            context: {{app: web, env: prod}}\n            aws_profile: ops\n          - arn: arn:aws:kms:us-east-1:1:key/a\n            role: arn:aws:iam::1:role/r\n            context: {{app: web, env: prod}}\n            aws_profile: ops\n        age: [{AGE_A}]\n"
+    ));
+    let group = &rule.key_groups[0];
+    assert_eq!(group.age, [AGE_A]);
+    assert_eq!(
+        group.kms,
+        [KmsSpec {
+            arn: "arn:aws:kms:us-east-1:1:key/a".into(),
+            role: "arn:aws:iam::1:role/r".into(),
+            context: vec![("app".into(), "web".into()), ("env".into(), "prod".into())],
+            aws_profile: "ops".into(),
+        }]
+    );
+    assert!(group.unsupported.is_empty());
+    for bad in [
+        "creation_rules:\n  - key_groups:\n      - kms: [{role: x}]\n",
+        "creation_rules:\n  - key_groups:\n      - kms: [{arn: a, context: [x]}]\n",
+        "creation_rules:\n  - key_groups:\n      - kms: arn:x\n",
+    ] {
+        assert!(
+            parse(bad.as_bytes(), Path::new("/p/.sops.yaml")).is_err(),
+            "{bad}"
+        );
+    }
 }

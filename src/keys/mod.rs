@@ -2,6 +2,8 @@
 //! an [`Identity`] unwraps an entry it holds the key for. One module per key source.
 
 pub mod age;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod keyring;
 pub mod pgp;
 pub mod pkcs11;

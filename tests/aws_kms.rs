@@ -1,0 +1,360 @@
+//! AWS KMS keys through the real binary, against a real `moto_server` (PyPI `moto[server]`, the
+//! AWS KMS and STS endpoint for these tests) on 127.0.0.1 and a free port. Keys are created
+//! through the KMS API with the AWS SDK; veil finds the server through `AWS_ENDPOINT_URL`.
+//! Every test prints `SKIPPED:` and returns when `moto_server` is not installed.
+#![cfg(feature = "aws")]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PLAIN: &str = "db:\n  user: app\n  password: hunter2\ntoken: s3cr3t\n";
+/// An age recipient whose identity no test has: entries for it can never open a file.
+const AGE_ELSEWHERE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+const ROLE: &str = "arn:aws:iam::123456789012:role/sops-test";
+
+/// A `moto_server` child process, killed when the last test using it is done.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        if !have("moto_server") {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    /// Creates a symmetric KMS key and returns its ARN.
+    fn create_key(&self) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = aws_sdk_kms::Config::builder()
+                .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+                .region(aws_sdk_kms::config::Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                    "testing", "testing", None, None, "test",
+                ))
+                .build();
+            let client = aws_sdk_kms::Client::from_conf(config);
+            let out = client
+                .create_key()
+                .description("veil test")
+                .send()
+                .await
+                .expect("CreateKey");
+            out.key_metadata()
+                .and_then(|m| m.arn())
+                .expect("key ARN")
+                .to_string()
+        })
+    }
+}
+
+/// One server for the tests running at the same time (a new one if all were done).
+fn moto() -> Option<Arc<Moto>> {
+    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(moto) = shared.upgrade() {
+        return Some(moto);
+    }
+    let moto = Arc::new(Moto::start()?);
+    *shared = Arc::downgrade(&moto);
+    Some(moto)
+}
+
+/// A sandbox with test credentials for the server and no IMDS probing.
+fn sandbox(moto: &Moto) -> Sandbox {
+    let mut sandbox = Sandbox::new();
+    sandbox
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", moto.endpoint.clone())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    sandbox.write("app.yaml", PLAIN);
+    sandbox
+}
+
+fn kms_entries(text: &str) -> Vec<serde_yaml_ng::Mapping> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
+    doc["sops"]["kms"]
+        .as_sequence()
+        .map(|list| {
+            list.iter()
+                .map(|e| e.as_mapping().unwrap().clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn field(entry: &serde_yaml_ng::Mapping, name: &str) -> String {
+    entry
+        .get(name)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn decrypts(sandbox: &Sandbox) {
+    let out = ok(sandbox.run(&["decrypt", "app.yaml"], None));
+    assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
+}
+
+#[test]
+fn encrypts_with_a_kms_key_and_decrypts() {
+    let Some(moto) = moto() else { return };
+    let arn = moto.create_key();
+    let sandbox = sandbox(&moto);
+    ok(sandbox.run(&["encrypt", "-i", "--kms", &arn, "app.yaml"], None));
+    let text = sandbox.read("app.yaml");
+    assert!(!text.contains("hunter2"));
+    let entries = kms_entries(&text);
+    assert_eq!(entries.len(), 1, "{text}");
+    let entry = &entries[0];
+    assert_eq!(field(entry, "arn"), arn);
+    let names: Vec<&str> = entry.keys().filter_map(|k| k.as_str()).collect();
+    // sops' sorted field order; role and context omitted when empty, aws_profile always there.
+    assert_eq!(names, ["arn", "aws_profile", "created_at", "enc"], "{text}");
+    assert_eq!(field(entry, "aws_profile"), "");
+    assert!(chrono::DateTime::parse_from_rfc3339(&field(entry, "created_at")).is_ok());
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(field(entry, "enc"))
+        .expect("enc is standard base64");
+    assert!(blob.len() > 32);
+    decrypts(&sandbox);
+
+    // The same through SOPS_KMS_ARN, and `arn` lists with spaces.
+    let mut env_sandbox = self::sandbox(&moto);
+    env_sandbox.env("SOPS_KMS_ARN", format!(" {arn} "));
+    ok(env_sandbox.run(&["encrypt", "-i", "app.yaml"], None));
+    assert_eq!(
+        field(&kms_entries(&env_sandbox.read("app.yaml"))[0], "arn"),
+        arn
+    );
+    decrypts(&env_sandbox);
+}
+
+#[test]
+fn encryption_context_is_stored_and_must_match() {
+    let Some(moto) = moto() else { return };
+    let arn = moto.create_key();
+    let sandbox = sandbox(&moto);
+    ok(sandbox.run(
+        &[
+            "encrypt",
+            "-i",
+            "--kms",
+            &arn,
+            "--encryption-context",
+            "app:web,env:prod",
+            "app.yaml",
+        ],
+        None,
+    ));
+    let text = sandbox.read("app.yaml");
+    let entry = &kms_entries(&text)[0];
+    let context = entry.get("context").and_then(|c| c.as_mapping()).unwrap();
+    assert_eq!(context.get("app").and_then(|v| v.as_str()), Some("web"));
+    assert_eq!(context.get("env").and_then(|v| v.as_str()), Some("prod"));
+    decrypts(&sandbox);
+
+    // KMS refuses another context: exit 128, naming the key.
+    assert!(text.contains("env: prod"), "{text}");
+    sandbox.write("app.yaml", text.replace("env: prod", "env: dev"));
+    let stderr = fails_with(sandbox.run(&["decrypt", "app.yaml"], None), 128);
+    assert!(stderr.contains(&arn), "{stderr}");
+    assert!(stderr.contains("InvalidCiphertext"), "{stderr}");
+
+    // A malformed context is sops' exit 6, before any key is used.
+    sandbox.write("new.yaml", PLAIN);
+    for bad in ["app", "app:web,env", "url:http://x"] {
+        let stderr = fails_with(
+            sandbox.run(
+                &[
+                    "encrypt",
+                    "--kms",
+                    &arn,
+                    "--encryption-context",
+                    bad,
+                    "new.yaml",
+                ],
+                None,
+            ),
+            6,
+        );
+        assert!(stderr.contains("encryption context"), "{stderr}");
+    }
+}
+
+#[test]
+fn creation_rule_with_kms_and_age_in_a_key_group() {
+    let Some(moto) = moto() else { return };
+    let arn = moto.create_key();
+    let sandbox = sandbox(&moto);
+    sandbox.write(
+        ".sops.yaml",
+        format!(
+            "creation_rules:\n  - path_regex: \\.yaml$\n    key_groups:\n      - kms:\n          - arn: {arn}\n            context:\n              team: ops\n        age:\n          - {AGE_ELSEWHERE}\n"
+        ),
+    );
+    ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
+    let text = sandbox.read("app.yaml");
+    let entry = &kms_entries(&text)[0];
+    assert_eq!(field(entry, "arn"), arn);
+    let context = entry.get("context").and_then(|c| c.as_mapping()).unwrap();
+    assert_eq!(context.get("team").and_then(|v| v.as_str()), Some("ops"));
+    assert!(text.contains(AGE_ELSEWHERE), "{text}");
+    // Only the KMS key can open it here.
+    decrypts(&sandbox);
+
+    // A flat rule: `kms` as a comma-separated string.
+    sandbox.write(".sops.yaml", format!("creation_rules:\n  - kms: '{arn}'\n"));
+    sandbox.write("app.yaml", PLAIN);
+    ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
+    assert_eq!(
+        field(&kms_entries(&sandbox.read("app.yaml"))[0], "arn"),
+        arn
+    );
+    decrypts(&sandbox);
+}
+
+#[test]
+fn rotate_removes_and_adds_kms_keys_and_groups_add_takes_kms() {
+    let Some(moto) = moto() else { return };
+    let first = moto.create_key();
+    let second = moto.create_key();
+    let sandbox = sandbox(&moto);
+    ok(sandbox.run(
+        &[
+            "encrypt",
+            "-i",
+            "--kms",
+            &format!("{first},{second}"),
+            "app.yaml",
+        ],
+        None,
+    ));
+    assert_eq!(kms_entries(&sandbox.read("app.yaml")).len(), 2);
+
+    ok(sandbox.run(&["rotate", "-i", "--rm-kms", &second, "app.yaml"], None));
+    let entries = kms_entries(&sandbox.read("app.yaml"));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(field(&entries[0], "arn"), first);
+    decrypts(&sandbox);
+
+    ok(sandbox.run(&["rotate", "-i", "--add-kms", &second, "app.yaml"], None));
+    let arns: Vec<String> = kms_entries(&sandbox.read("app.yaml"))
+        .iter()
+        .map(|e| field(e, "arn"))
+        .collect();
+    assert_eq!(arns, [first.clone(), second.clone()]);
+    decrypts(&sandbox);
+
+    // groups add --kms: a second group, which needs a Shamir share of its own.
+    let third = moto.create_key();
+    ok(sandbox.run(
+        &["groups", "add", "-i", "-f", "app.yaml", "--kms", &third],
+        None,
+    ));
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&sandbox.read("app.yaml")).unwrap();
+    let groups = doc["sops"]["key_groups"].as_sequence().expect("key_groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1]["kms"][0]["arn"].as_str(), Some(third.as_str()));
+    decrypts(&sandbox);
+}
+
+#[test]
+fn an_arn_with_a_role_assumes_it_through_sts() {
+    let Some(moto) = moto() else { return };
+    let arn = moto.create_key();
+    let sandbox = sandbox(&moto);
+    ok(sandbox.run(
+        &[
+            "encrypt",
+            "-i",
+            "--kms",
+            &format!("{arn}+{ROLE}"),
+            "app.yaml",
+        ],
+        None,
+    ));
+    let text = sandbox.read("app.yaml");
+    let entry = &kms_entries(&text)[0];
+    assert_eq!(field(entry, "arn"), arn);
+    assert_eq!(field(entry, "role"), ROLE);
+    decrypts(&sandbox);
+}
+
+#[test]
+fn bad_arns_and_unreachable_endpoints_fail_cleanly() {
+    let Some(moto) = moto() else { return };
+    let mut sandbox = sandbox(&moto);
+    let stderr = fails_with(
+        sandbox.run(&["encrypt", "--kms", "not-an-arn", "app.yaml"], None),
+        1,
+    );
+    assert!(stderr.contains("no valid ARN"), "{stderr}");
+
+    // A key moto does not have.
+    let missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
+    let stderr = fails_with(
+        sandbox.run(&["encrypt", "--kms", missing, "app.yaml"], None),
+        1,
+    );
+    assert!(stderr.contains(missing), "{stderr}");
+
+    // Nothing listens: a prompt error naming the key, no hang.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    sandbox.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"));
+    let arn = moto.create_key();
+    let started = Instant::now();
+    let stderr = fails_with(
+        sandbox.run(&["encrypt", "--kms", &arn, "app.yaml"], None),
+        1,
+    );
+    assert!(stderr.contains(&arn), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
