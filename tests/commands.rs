@@ -187,7 +187,8 @@ fn edit_with_a_scripted_editor() {
     // -s shows the metadata in the editor too; left unchanged, nothing is written.
     let shows = editor(&sandbox, "shows.sh", r#"grep -q '^sops:' "$1" || exit 3"#);
     let mut cmd = sandbox.veil();
-    cmd.env("SOPS_EDITOR", &shows).args(["edit", "-s", "app.yaml"]);
+    cmd.env("SOPS_EDITOR", &shows)
+        .args(["edit", "-s", "app.yaml"]);
     fails_with(run_with_stdin(&mut cmd, None), 200);
 
     // Invalid YAML after editing: an error, the file untouched.
