@@ -46,6 +46,8 @@ pub struct GroupSpec {
     pub unsupported: Vec<(String, String)>,
     /// AWS KMS keys (`kms`; used with the `aws` feature).
     pub kms: Vec<KmsSpec>,
+    /// GCP KMS resource IDs (`gcp_kms`; used with the `gcp` feature).
+    pub gcp_kms: Vec<String>,
 }
 
 /// One AWS KMS key of a rule: a flat `kms` item (`arn[+role]`, with the rule's `aws_profile`) or
@@ -74,6 +76,32 @@ impl KmsSpec {
             },
         }
     }
+}
+
+/// A key_groups `gcp_kms` list: maps `{resource_id}` (sops' form), or resource ID strings.
+fn gcp_kms_list(node: &Node) -> Result<Vec<String>, String> {
+    let Node::List(list) = node else {
+        return match node {
+            Node::Scalar(s) if s.value == Value::Null => Ok(Vec::new()),
+            _ => Err("expected a list of {resource_id} maps".into()),
+        };
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.nodes().enumerate() {
+        let text = match item {
+            Node::Scalar(_) => scalar_text(item),
+            Node::Map(map) => map
+                .pairs()
+                .find(|p| p.key == "resource_id")
+                .and_then(|p| scalar_text(&p.value)),
+            Node::List(_) => None,
+        };
+        match text.map(|t| t.replace(' ', "")).filter(|t| !t.is_empty()) {
+            Some(id) => out.push(id),
+            None => return Err(format!("[{i}] must be a {{resource_id}} map or a string")),
+        }
+    }
+    Ok(out)
 }
 
 /// A key_groups `kms` list: maps `{arn, role, context: {k: v}, aws_profile}` (sops' form), or
@@ -134,6 +162,7 @@ impl GroupSpec {
             && self.vault.is_empty()
             && self.unsupported.is_empty()
             && self.kms.is_empty()
+            && self.gcp_kms.is_empty()
     }
 }
 
@@ -414,6 +443,7 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                     merged.vault.extend(nested.vault);
                     merged.unsupported.extend(nested.unsupported);
                     merged.kms.extend(nested.kms);
+                    merged.gcp_kms.extend(nested.gcp_kms);
                 }
             }
             "hc_vault" => group
@@ -422,7 +452,10 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
             "kms" => group
                 .kms
                 .extend(kms_list(&pair.value).map_err(|e| format!("kms: {e}"))?),
-            "gcp_kms" | "azure_keyvault" | "hckms" => {
+            "gcp_kms" => group
+                .gcp_kms
+                .extend(gcp_kms_list(&pair.value).map_err(|e| format!("gcp_kms: {e}"))?),
+            "azure_keyvault" | "hckms" => {
                 let kind = if pair.key == "azure_keyvault" {
                     "azure_kv"
                 } else {
@@ -443,11 +476,13 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     merged.vault.append(&mut group.vault);
     merged.unsupported.append(&mut group.unsupported);
     merged.kms.append(&mut group.kms);
+    merged.gcp_kms.append(&mut group.gcp_kms);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
     dedup(&mut group.pkcs11);
     dedup(&mut group.vault);
+    dedup(&mut group.gcp_kms);
     let mut seen = Vec::new();
     group.kms.retain(|k| {
         let new = !seen.contains(k);
@@ -504,6 +539,13 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
                     .map_err(|e| format!("kms: {e}"))?
                     .iter()
                     .map(|item| KmsSpec::parse(item))
+                    .collect()
+            }
+            "gcp_kms" => {
+                flat.gcp_kms = string_list(&pair.value)
+                    .map_err(|e| format!("gcp_kms: {e}"))?
+                    .iter()
+                    .map(|item| item.replace(' ', ""))
                     .collect()
             }
             "aws_profile" => {
@@ -572,6 +614,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     dedup(&mut flat.pgp);
     dedup(&mut flat.pkcs11);
     dedup(&mut flat.vault);
+    dedup(&mut flat.gcp_kms);
     for key in &mut flat.kms {
         key.aws_profile.clone_from(&flat_aws_profile);
     }

@@ -54,6 +54,9 @@ pub struct AddArgs {
     /// An AWS KMS ARN[+ROLE_ARN] of the new group (repeatable; needs the aws feature)
     #[arg(long, hide = cfg!(not(feature = "aws")))]
     pub kms: Vec<String>,
+    /// A GCP KMS resource ID of the new group (repeatable; needs the gcp feature)
+    #[arg(long, hide = cfg!(not(feature = "gcp")))]
+    pub gcp_kms: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +82,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
             ))?);
             new_group.extend(super::keys::listed_kms_recipients(Some(
                 &args.kms.join(","),
+            ))?);
+            new_group.extend(super::keys::listed_gcp_kms_recipients(Some(
+                &args.gcp_kms.join(","),
             ))?);
             if new_group.is_empty() {
                 return Err(Failure::new(

@@ -192,6 +192,44 @@ pub fn listed_kms_recipients(arns: Option<&str>) -> CliResult<Vec<Box<dyn Recipi
     }
 }
 
+/// GCP KMS recipients from resource IDs; without the `gcp` feature any ID is refused.
+#[cfg(feature = "gcp")]
+fn gcp_kms_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|id| {
+            veil::keys::gcp::GcpKmsRecipient::parse(id)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "gcp"))]
+fn gcp_kms_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match items.first() {
+        Some(_) => Err(unsupported("GCP KMS")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Comma-separated GCP KMS resource IDs, spaces removed (`--gcp-kms`, `SOPS_GCP_KMS_IDS`,
+/// `rotate --add-gcp-kms/--rm-gcp-kms`, `groups add --gcp-kms`).
+pub fn gcp_kms_ids(text: Option<&str>) -> Vec<String> {
+    text.map(|text| {
+        text.split(',')
+            .map(|s| s.replace(' ', ""))
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Recipients for `rotate --add-gcp-kms` and `groups add --gcp-kms`.
+pub fn listed_gcp_kms_recipients(ids: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    gcp_kms_recipients(&gcp_kms_ids(ids))
+}
+
 /// The entry names (`arn[+role]`) of `rotate --rm-kms` items.
 pub fn kms_entry_names(arns: Option<&str>) -> Vec<String> {
     arns.map(|text| {
@@ -227,6 +265,7 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     recipients.extend(pkcs11_recipients(&group.pkcs11)?);
     recipients.extend(vault_recipients(&group.vault, "hc_vault")?);
     recipients.extend(kms_spec_recipients(&group.kms)?);
+    recipients.extend(gcp_kms_recipients(&group.gcp_kms)?);
     Ok(recipients
         .into_iter()
         .map(|recipient| {
@@ -282,6 +321,7 @@ pub fn encrypt_plan(
     for (flag, var, kind) in [
         #[cfg(not(feature = "aws"))]
         (&recipients.kms, "SOPS_KMS_ARN", "AWS KMS"),
+        #[cfg(not(feature = "gcp"))]
         (&recipients.gcp_kms, "SOPS_GCP_KMS_IDS", "GCP KMS"),
         (
             &recipients.azure_kv,
@@ -308,7 +348,9 @@ pub fn encrypt_plan(
         .map(|s| split_list(&s))
         .unwrap_or_default();
     let kms = flag_kms_recipients(recipients)?;
-    let groups = if !age.is_empty()
+    let gcp_kms = gcp_kms_ids(flag_or_env(&recipients.gcp_kms, "SOPS_GCP_KMS_IDS").as_deref());
+    let groups = if !gcp_kms.is_empty()
+        || !age.is_empty()
         || !pgp.is_empty()
         || !pkcs11.is_empty()
         || !vault.is_empty()
@@ -319,6 +361,7 @@ pub fn encrypt_plan(
         group.extend(pkcs11_recipients(&pkcs11)?);
         group.extend(vault_recipients(&vault, "HashiCorp Vault")?);
         group.extend(kms);
+        group.extend(gcp_kms_recipients(&gcp_kms)?);
         vec![group]
     } else if let Some(rule) = rule {
         rule.key_groups
@@ -438,6 +481,8 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
     ));
     #[cfg(feature = "aws")]
     identities.push(Box::new(veil::keys::aws::KmsIdentity::from_process_env()));
+    #[cfg(feature = "gcp")]
+    identities.push(Box::new(veil::keys::gcp::GcpKmsIdentity::from_process_env()));
     Ok(Keyring::new(identities, order))
 }
 
@@ -469,6 +514,12 @@ pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
             .ok_or_else(|| unsupported("kms"))
             .and_then(|key| veil::keys::aws::KmsRecipient::new(key).map_err(key_failure))
             .map(|r| Box::new(r) as Box<dyn Recipient>),
+        #[cfg(feature = "gcp")]
+        KeyEntry::GcpKms { resource_id, .. } => {
+            veil::keys::gcp::GcpKmsRecipient::parse(resource_id)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        }
         other => Err(unsupported(other.kind())),
     }
 }

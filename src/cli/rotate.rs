@@ -39,11 +39,13 @@ pub struct KeyChangeArgs {
     /// Remove these AWS KMS ARNs (ARN[+ROLE_ARN]) from every key group
     #[arg(long, hide = cfg!(not(feature = "aws")))]
     pub rm_kms: Option<String>,
-    // GCP KMS, Azure Key Vault and HuaweiCloud keys are not available yet.
-    #[arg(long, hide = true)]
+    /// Add these GCP KMS resource IDs (comma-separated) to the first key group
+    #[arg(long, hide = cfg!(not(feature = "gcp")))]
     pub add_gcp_kms: Option<String>,
-    #[arg(long, hide = true)]
+    /// Remove these GCP KMS resource IDs from every key group
+    #[arg(long, hide = cfg!(not(feature = "gcp")))]
     pub rm_gcp_kms: Option<String>,
+    // Azure Key Vault and HuaweiCloud keys are not available yet.
     #[arg(long, hide = true)]
     pub add_azure_kv: Option<String>,
     #[arg(long, hide = true)]
@@ -73,6 +75,8 @@ impl KeyChangeArgs {
             || self.rm_hc_vault_transit.is_some()
             || self.add_kms.is_some()
             || self.rm_kms.is_some()
+            || self.add_gcp_kms.is_some()
+            || self.rm_gcp_kms.is_some()
     }
 
     /// The first cloud key flag given, which this build cannot act on.
@@ -82,7 +86,9 @@ impl KeyChangeArgs {
             (&self.add_kms, "--add-kms"),
             #[cfg(not(feature = "aws"))]
             (&self.rm_kms, "--rm-kms"),
+            #[cfg(not(feature = "gcp"))]
             (&self.add_gcp_kms, "--add-gcp-kms"),
+            #[cfg(not(feature = "gcp"))]
             (&self.rm_gcp_kms, "--rm-gcp-kms"),
             (&self.add_azure_kv, "--add-azure-kv"),
             (&self.rm_azure_kv, "--rm-azure-kv"),
@@ -173,6 +179,7 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
         args.keys.rm_hc_vault_transit.as_deref(),
     ));
     removed.extend(super::keys::kms_entry_names(args.keys.rm_kms.as_deref()));
+    removed.extend(super::keys::gcp_kms_ids(args.keys.rm_gcp_kms.as_deref()));
     let mut groups = opened.metadata.key_groups.clone();
     for group in &mut groups {
         group.keys.retain(|entry| !removed.contains(&entry.name()));
@@ -189,6 +196,9 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     )?);
     added.extend(super::keys::listed_kms_recipients(
         args.keys.add_kms.as_deref(),
+    )?);
+    added.extend(super::keys::listed_gcp_kms_recipients(
+        args.keys.add_gcp_kms.as_deref(),
     )?);
     match recipients.first_mut() {
         Some(first) => first.extend(added),

@@ -331,17 +331,15 @@ fn unsupported_key_types_are_kept_with_their_entries() {
         ]
     );
     assert_eq!(
+        rule.key_groups[0].gcp_kms,
+        ["projects/p/locations/l/keyRings/r/cryptoKeys/k"]
+    );
+    assert_eq!(
         rule.key_groups[0].unsupported,
-        [
-            (
-                "gcp_kms".to_string(),
-                "projects/p/locations/l/keyRings/r/cryptoKeys/k".to_string()
-            ),
-            (
-                "azure_kv".to_string(),
-                "https://v.vault.azure.net/keys/k/1".to_string()
-            ),
-        ]
+        [(
+            "azure_kv".to_string(),
+            "https://v.vault.azure.net/keys/k/1".to_string()
+        ),]
     );
     assert!(!rule.key_groups[0].is_empty());
 }
@@ -740,4 +738,31 @@ fn kms_keys_take_role_context_and_profile() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn gcp_kms_keys_parse_flat_and_in_key_groups() {
+    let flat = one_rule(
+        "creation_rules:\n  - gcp_kms: 'projects/p/locations/l/keyRings/r/cryptoKeys/a, projects/p/locations/l/keyRings/r/cryptoKeys/b'\n",
+    );
+    assert_eq!(
+        flat.key_groups[0].gcp_kms,
+        [
+            "projects/p/locations/l/keyRings/r/cryptoKeys/a",
+            "projects/p/locations/l/keyRings/r/cryptoKeys/b"
+        ]
+    );
+    let grouped = one_rule(
+        "creation_rules:\n  - key_groups:\n      - gcp_kms:\n          - resource_id: projects/p/locations/l/keyRings/r/cryptoKeys/a\n          - projects/p/locations/l/keyRings/r/cryptoKeys/b\n          - resource_id: projects/p/locations/l/keyRings/r/cryptoKeys/a\n",
+    );
+    assert_eq!(
+        grouped.key_groups[0].gcp_kms,
+        [
+            "projects/p/locations/l/keyRings/r/cryptoKeys/a",
+            "projects/p/locations/l/keyRings/r/cryptoKeys/b"
+        ]
+    );
+    assert!(grouped.key_groups[0].unsupported.is_empty());
+    let message = invalid_message("creation_rules:\n  - key_groups:\n      - gcp_kms: [{}]\n");
+    assert!(message.contains("gcp_kms"), "{message}");
 }

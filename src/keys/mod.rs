@@ -4,6 +4,8 @@
 pub mod age;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 pub mod keyring;
 pub mod pgp;
 pub mod pkcs11;
