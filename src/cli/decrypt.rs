@@ -52,7 +52,8 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
     let config = super::load_config(global)?;
     let keyring = super::keys::keyring(args.decryption_order.as_deref())?;
     let bytes = input.read()?;
-    let loaded = in_format.load(&bytes).map_err(|e| {
+    // Loading takes the input: it is the YAML layout's source, or dropped once parsed.
+    let loaded = in_format.load_owned(bytes).map_err(|e| {
         Failure::new(
             Code::Generic,
             in_file(&input, format!("Error loading file: {e}")),

@@ -44,8 +44,10 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
     let bytes = input.read()?;
     // sops encrypts any file's raw bytes in binary mode, even one that looks like an envelope.
     let mut loaded = match in_format {
-        Format::Binary => veil::store::binary::load_plain(&bytes),
-        format => format.load(&bytes).map_err(|e| load_failure(&input, e))?,
+        Format::Binary => veil::store::binary::load_plain_owned(bytes),
+        format => format
+            .load_owned(bytes)
+            .map_err(|e| load_failure(&input, e))?,
     };
     if loaded.metadata.is_some() {
         return Err(Failure::new(

@@ -122,23 +122,37 @@ impl Cipher {
         value::seal(&self.aead, &iv, plaintext, aad, type_name)
     }
 
-    /// Opens an `ENC[…]` string; returns its type name and plaintext.
-    pub fn open(
-        &mut self,
-        text: &str,
-        aad: &[u8],
-    ) -> Result<(String, Zeroizing<Vec<u8>>), OpenError> {
-        let sealed = value::parse(text)?;
-        let plaintext = value::open(&self.aead, &sealed, aad)?;
-        if let Some(map) = self.remembered.as_mut() {
-            let iv: [u8; IV_LEN] = sealed
-                .iv
-                .as_slice()
-                .try_into()
-                .expect("parse checks the IV length");
-            map.insert(stash_key(aad, sealed.type_name, &plaintext), iv);
+    /// [`Cipher::open`] taking the text: in the common case its buffer becomes the plaintext.
+    /// The text comes back untouched when it is not the common case (`Declined`).
+    fn open_owned(&mut self, text: String, aad: &[u8]) -> value::OpenedInPlace {
+        let opened = value::open_owned(&self.aead, text, aad);
+        if let (
+            value::OpenedInPlace::Opened {
+                type_name,
+                iv,
+                plaintext,
+            },
+            Some(map),
+        ) = (&opened, self.remembered.as_mut())
+        {
+            map.insert(stash_key(aad, type_name, plaintext), *iv);
         }
-        Ok((sealed.type_name.to_string(), plaintext))
+        opened
+    }
+
+    /// Opens an `ENC[…]` string; returns its type name (borrowed from `text`) and plaintext.
+    pub fn open<'t>(
+        &mut self,
+        text: &'t str,
+        aad: &[u8],
+    ) -> Result<(&'t str, Zeroizing<Vec<u8>>), OpenError> {
+        let sealed = value::parse(text)?;
+        let (iv, type_name) = (sealed.iv, sealed.type_name);
+        let plaintext = value::open(&self.aead, sealed, aad)?;
+        if let Some(map) = self.remembered.as_mut() {
+            map.insert(stash_key(aad, type_name, &plaintext), iv);
+        }
+        Ok((type_name, plaintext))
     }
 }
 
@@ -453,13 +467,48 @@ impl<'a> Walk<'a> {
             }
             Mode::Decrypt => {
                 if encrypted {
-                    scalar.value = self.open_value(&scalar.value)?;
+                    self.open_leaf(&mut scalar.value)?;
                 }
                 if hashed {
                     with_canonical_bytes(&scalar.value, |plaintext| self.mac.update(plaintext));
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Opens a leaf in place. The common case reuses the text's buffer for the plaintext (on a
+    /// failure the value is left empty: the walk stops with the error); anything else goes
+    /// through [`Walk::open_value`].
+    fn open_leaf(&mut self, slot: &mut Value) -> Result<(), CryptError> {
+        if let Value::Str(text) = slot {
+            if value::is_sealed(text) {
+                let aad = current_aad(self.depth, &self.aad);
+                match self.cipher.open_owned(std::mem::take(text), aad) {
+                    value::OpenedInPlace::Opened {
+                        type_name,
+                        plaintext,
+                        ..
+                    } => {
+                        *slot = typed_value(type_name, plaintext).ok_or_else(|| {
+                            CryptError::BadPlaintext {
+                                path: self.path(),
+                                type_name: type_name.to_string(),
+                            }
+                        })?;
+                        return Ok(());
+                    }
+                    value::OpenedInPlace::Failed(source) => {
+                        return Err(CryptError::Open {
+                            path: self.path(),
+                            source,
+                        })
+                    }
+                    value::OpenedInPlace::Declined(back) => *text = back,
+                }
+            }
+        }
+        *slot = self.open_value(slot)?;
         Ok(())
     }
 
@@ -480,11 +529,13 @@ impl<'a> Walk<'a> {
                     path: self.path(),
                     source,
                 })?;
-        typed_value(&type_name, plaintext).ok_or_else(|| {
-            if matches!(
-                type_name.as_str(),
+        typed_value(type_name, plaintext).ok_or_else(|| {
+            let known = matches!(
+                type_name,
                 "str" | "int" | "float" | "bool" | "time" | "bytes"
-            ) {
+            );
+            let type_name = type_name.to_string();
+            if known {
                 CryptError::BadPlaintext {
                     path: self.path(),
                     type_name,
@@ -571,7 +622,12 @@ fn is_sealed_comment(node: &Node) -> bool {
         Node::Scalar(Scalar {
             value: Value::Str(s),
             ..
-        }) => value::is_sealed(s) && value::parse(s).is_ok_and(|p| p.type_name == "comment"),
+        }) => {
+            // Only a comment's fields are decoded: any other type answers no without work.
+            value::is_sealed(s)
+                && value::type_name_of(s) == Some("comment")
+                && value::parse(s).is_ok()
+        }
         _ => false,
     }
 }

@@ -54,6 +54,23 @@ pub fn load_plain(input: &[u8]) -> Loaded {
     }
 }
 
+/// [`load_plain`] taking the bytes by value: they become the value without a copy.
+pub fn load_plain_owned(input: Vec<u8>) -> Loaded {
+    let value = match String::from_utf8(input) {
+        Ok(text) => Value::Str(text),
+        Err(e) => Value::Bytes(e.into_bytes()),
+    };
+    let mut document = Map::new();
+    document.insert(DATA_KEY, Node::scalar(value));
+    Loaded {
+        tree: Tree {
+            documents: vec![document],
+            layout: None,
+        },
+        metadata: None,
+    }
+}
+
 /// With metadata: the JSON envelope, as sops writes it. Without (decryption): the raw bytes of
 /// the `data` value, nothing added.
 pub fn emit(

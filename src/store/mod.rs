@@ -149,6 +149,16 @@ impl Format {
         }
     }
 
+    /// [`Format::load`] taking the input by value, so that it is not kept alive beside the
+    /// tree: the YAML store turns it into its layout's source text without a copy, the others
+    /// drop it as soon as it is parsed.
+    pub fn load_owned(self, input: Vec<u8>) -> Result<Loaded, StoreError> {
+        match self {
+            Format::Yaml => yaml::load_owned(input),
+            other => other.load(&input),
+        }
+    }
+
     /// Writes a tree, with the metadata block appended when given.
     pub fn emit(
         self,

@@ -37,21 +37,33 @@ use crate::tree::{Map, Node, Tree, Value};
 
 /// Reads a YAML stream: its documents and the first document's `sops` block.
 pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {
-    let source = std::str::from_utf8(input).map_err(|e| {
-        let valid = &input[..e.valid_up_to()];
-        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        StoreError::Syntax {
-            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
-            column: String::from_utf8_lossy(&valid[line_start..])
-                .chars()
-                .count()
-                + 1,
-            message: "the file is not valid UTF-8".into(),
-        }
-    })?;
-    let read = read::read(source)?;
+    let source = std::str::from_utf8(input).map_err(|e| not_utf8(input, e))?;
+    load_source(source.to_owned())
+}
+
+/// [`load`] taking the input by value: the bytes become the layout's source text, uncopied.
+pub fn load_owned(input: Vec<u8>) -> Result<Loaded, StoreError> {
+    let source = String::from_utf8(input).map_err(|e| not_utf8(e.as_bytes(), e.utf8_error()))?;
+    load_source(source)
+}
+
+fn not_utf8(input: &[u8], e: std::str::Utf8Error) -> StoreError {
+    let valid = &input[..e.valid_up_to()];
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    StoreError::Syntax {
+        line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+        column: String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1,
+        message: "the file is not valid UTF-8".into(),
+    }
+}
+
+fn load_source(source: String) -> Result<Loaded, StoreError> {
+    let read = read::read(&source)?;
     let layout = Layout {
-        source: Arc::from(source),
+        source: Arc::new(source),
         documents: read.layouts,
         shape: read.shape,
     };
@@ -68,7 +80,9 @@ pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {
 /// unchanged structure can be written back with the original layout.
 #[derive(Clone, Default)]
 pub struct Layout {
-    source: Arc<str>,
+    /// The text as read (an `Arc<String>` rather than `Arc<str>` so that it is the input
+    /// buffer itself, not a copy).
+    source: Arc<String>,
     documents: Vec<DocumentLayout>,
     shape: Shape,
 }
