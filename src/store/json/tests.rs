@@ -623,10 +623,8 @@ fn a_large_file_round_trips() {
         input.push_str(&format!("\t\"key{i}\": \"value number {i} \\u00e9\",\n"));
     }
     input.push_str("\t\"last\": [\n\t\t1,\n\t\t2.5,\n\t\ttrue\n\t]\n}\n");
-    let started = std::time::Instant::now();
     let loaded = load(input.as_bytes()).unwrap();
     let out = emit(&loaded.tree, None, None).unwrap();
-    let elapsed = started.elapsed();
     assert_eq!(loaded.tree.documents[0].0.len(), count + 1);
     // Our output escapes nothing the input escaped except é, which it writes raw.
     // (Compared without assert_eq!, whose failure message would print megabytes.)
@@ -634,8 +632,6 @@ fn a_large_file_round_trips() {
         out == input.replace("\\u00e9", "é").into_bytes(),
         "output differs"
     );
-    // Generous even for an unoptimised build on a busy machine; release is ~20x faster.
-    assert!(elapsed.as_secs() < 10, "{elapsed:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

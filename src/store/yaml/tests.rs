@@ -1272,22 +1272,23 @@ fn assert_same_keys(node: &Node, json: &serde_json::Value, name: &str) {
 }
 
 #[test]
-fn large_files_load_and_write_in_linear_time() {
+fn large_files_load_and_write() {
     let mut text = String::new();
     for i in 0..20_000 {
         text.push_str(&format!(
             "key{i}:\n    # note {i}\n    value: secret-{i}\n    port: {i}\n"
         ));
     }
-    let started = std::time::Instant::now();
     let loaded = load_str(&text);
     let mut tree = loaded.tree.clone();
     for document in &mut tree.documents {
         simulate_encryption(document);
     }
     let written = emit_str(&tree, Some(&fake_metadata()));
-    let elapsed = started.elapsed();
-    assert!(written.len() > text.len());
-    // Generous for debug builds on a shared machine; quadratic behaviour would take minutes.
-    assert!(elapsed.as_secs() < 20, "{elapsed:?}");
+    // Speed is measured by bench/run.sh, not here: this checks that a large file survives.
+    assert_eq!(
+        written.matches("ENC[").count(),
+        20_000 * 3 + 1,
+        "every value, comment and the MAC"
+    );
 }
