@@ -631,7 +631,7 @@ fn truncated_files_never_panic_and_valid_prefixes_round_trip() {
 }
 
 #[test]
-fn many_values_are_fast() {
+fn many_values_survive_encryption() {
     const TABLES: usize = 200;
     let mut input = String::new();
     for table in 0..TABLES {
