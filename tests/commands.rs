@@ -148,6 +148,12 @@ fn set_rejects_bad_indexes_and_values_with_exit_7() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
     assert_eq!(sandbox.read("app.yaml"), before);
+    // A file read from stdin cannot be written back.
+    let text = sandbox.read("app.yaml");
+    fails_with(
+        sandbox.run(&["set", "-", r#"["port"]"#, "1"], Some(text.as_bytes())),
+        8,
+    );
     // sops' legacy form
     ok(sandbox.run(&["--set", r#"["port"] 1234"#, "app.yaml"], None));
     assert!(decrypt(&sandbox, "app.yaml").contains("port: 1234"));

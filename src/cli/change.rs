@@ -1,7 +1,7 @@
 //! What the commands that change an encrypted file in place share (set, unset, edit): open it
 //! remembering its IVs, and write it back sealed under the same data key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use veil::config::Config;
 use veil::document::{self, OpenOptions, Opened};
@@ -9,11 +9,13 @@ use veil::metadata::Metadata;
 use veil::store::Format;
 use veil::tree::Tree;
 
-use super::io::{write_atomically, Input};
+use super::io::{Input, Output};
 use super::{in_file, CliResult, Code, Failure, GlobalArgs};
 
 /// An encrypted file opened for a change.
 pub struct Opening {
+    /// The file, which is also where the result goes.
+    pub path: PathBuf,
     pub input: Input,
     pub format: Format,
     pub config: Option<Config>,
@@ -28,7 +30,7 @@ pub fn open(
     ignore_mac: bool,
     global: &GlobalArgs,
 ) -> CliResult<Opening> {
-    let input = Input::from_arg(Some(file));
+    let input = in_place_input(file)?;
     input.require_existing()?;
     let format_args = super::args::FormatArgs {
         input_type: input_type.map(String::from),
@@ -37,13 +39,7 @@ pub fn open(
     let format = super::input_format(&format_args, &input)?;
     let config = super::load_config(global)?;
     let keyring = super::keys::keyring(decryption_order)?;
-    let bytes = input.read()?;
-    let loaded = format.load(&bytes).map_err(|e| {
-        Failure::new(
-            Code::CouldNotReadInputFile,
-            in_file(&input, format!("Error loading file: {e}")),
-        )
-    })?;
+    let loaded = super::load_encrypted(&input, format)?;
     let options = OpenOptions {
         ignore_mac,
         remember_ivs: true,
@@ -51,6 +47,7 @@ pub fn open(
     let opened = document::open(loaded, &keyring, options)
         .map_err(|e| super::decrypt::open_failure(&input, e))?;
     Ok(Opening {
+        path: file.to_path_buf(),
         input,
         format,
         config,
@@ -61,6 +58,7 @@ pub fn open(
 /// Seals the opened document again and replaces the file atomically.
 pub fn write_back(opening: Opening, global: &GlobalArgs) -> CliResult {
     let Opening {
+        path,
         input,
         format,
         config,
@@ -68,10 +66,32 @@ pub fn write_back(opening: Opening, global: &GlobalArgs) -> CliResult {
     } = opening;
     let (tree, metadata) = document::seal(opened)
         .map_err(|e| Failure::new(Code::ErrorEncryptingTree, in_file(&input, e)))?;
-    write_sealed(&input, format, config.as_ref(), global, &tree, &metadata)
+    write_sealed(
+        &path,
+        &input,
+        format,
+        config.as_ref(),
+        global,
+        &tree,
+        &metadata,
+    )
 }
 
+/// The input of a command that writes its result back: a file, never standard input.
+pub fn in_place_input(file: &Path) -> CliResult<Input> {
+    match Input::from_arg(Some(file)) {
+        Input::Stdin => Err(Failure::new(
+            Code::ConflictingParameters,
+            "Error: this command writes the file back, so it cannot read standard input",
+        )
+        .with_hint("give the file's path")),
+        input => Ok(input),
+    }
+}
+
+/// Writes a sealed tree and its metadata over `path`, atomically.
 pub fn write_sealed(
+    path: &Path,
     input: &Input,
     format: Format,
     config: Option<&Config>,
@@ -79,25 +99,6 @@ pub fn write_sealed(
     tree: &Tree,
     metadata: &Metadata,
 ) -> CliResult {
-    let text = format
-        .emit(
-            tree,
-            Some(&metadata.to_map()),
-            super::indent(config, global),
-        )
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(input, format!("Could not marshal tree: {e}")),
-            )
-        })?;
-    let Input::File(path) = input else {
-        unreachable!("changes are made to files, never to stdin")
-    };
-    write_atomically(path, &text).map_err(|e| {
-        Failure::new(
-            Code::CouldNotWriteOutputFile,
-            format!("Could not write {}: {e}", path.display()),
-        )
-    })
+    let text = super::emit_encrypted(input, format, tree, metadata, config, global)?;
+    Output::InPlace(path.to_path_buf()).write(&text)
 }

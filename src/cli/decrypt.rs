@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use veil::document::{self, DocumentError, OpenOptions};
-use veil::tree::{parse_index_path, Node, PathStep};
+use veil::tree::{edit, parse_index_path};
 
 use super::args::FormatArgs;
 use super::io::{Input, Output};
@@ -80,18 +80,23 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
     let indent = super::indent(config.as_ref(), global);
     let text = match extract {
         Some(steps) => {
-            let node = find(&opened.tree.documents, &steps).ok_or_else(|| {
-                Failure::new(
-                    Code::Generic,
-                    in_file(
-                        &input,
-                        format!(
-                            "error truncating tree: {} not found",
-                            args.extract.unwrap_or_default()
+            let node = opened
+                .tree
+                .documents
+                .first()
+                .and_then(|document| edit::get(document, &steps))
+                .ok_or_else(|| {
+                    Failure::new(
+                        Code::Generic,
+                        in_file(
+                            &input,
+                            format!(
+                                "error truncating tree: {} not found",
+                                args.extract.unwrap_or_default()
+                            ),
                         ),
-                    ),
-                )
-            })?;
+                    )
+                })?;
             out_format.emit_value(node, indent)
         }
         None => out_format.emit(&opened.tree, None, indent),
@@ -110,23 +115,6 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
         }
     })?;
     output.write(&text)
-}
-
-/// Follows an `--extract` path into the first document.
-fn find<'a>(documents: &'a [veil::tree::Map], steps: &[PathStep]) -> Option<&'a Node> {
-    let (first, rest) = steps.split_first()?;
-    let PathStep::Key(key) = first else {
-        return None;
-    };
-    let mut node = documents.first()?.get(key)?;
-    for step in rest {
-        node = match (step, node) {
-            (PathStep::Key(k), Node::Map(m)) => m.get(k)?,
-            (PathStep::Index(i), Node::List(l)) => l.nodes().nth(*i)?,
-            _ => return None,
-        };
-    }
-    Some(node)
 }
 
 /// Maps an opening failure to sops' exit code, with a hint where one helps.

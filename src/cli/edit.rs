@@ -20,7 +20,6 @@ use veil::store::Format;
 use zeroize::Zeroizing;
 
 use super::args::{RecipientArgs, SelectorArgs};
-use super::io::Input;
 use super::{change, env, in_file, CliResult, Code, Failure, GlobalArgs};
 
 #[derive(Args, Debug)]
@@ -109,6 +108,7 @@ fn edit_existing(args: EditArgs, global: &GlobalArgs, signals: &Signals) -> CliR
         ));
     };
     let change::Opening {
+        path,
         input,
         format,
         config,
@@ -122,11 +122,19 @@ fn edit_existing(args: EditArgs, global: &GlobalArgs, signals: &Signals) -> CliR
     };
     let (tree, metadata) = document::seal(reopened)
         .map_err(|e| Failure::new(Code::ErrorEncryptingTree, in_file(&input, e)))?;
-    change::write_sealed(&input, format, config.as_ref(), global, &tree, &metadata)
+    change::write_sealed(
+        &path,
+        &input,
+        format,
+        config.as_ref(),
+        global,
+        &tree,
+        &metadata,
+    )
 }
 
 fn create(args: EditArgs, global: &GlobalArgs, signals: &Signals) -> CliResult {
-    let input = Input::from_arg(Some(&args.file));
+    let input = change::in_place_input(&args.file)?;
     let format_args = super::args::FormatArgs {
         input_type: args.input_type.clone(),
         ..Default::default()
@@ -165,7 +173,15 @@ fn create(args: EditArgs, global: &GlobalArgs, signals: &Signals) -> CliResult {
     };
     let metadata = document::encrypt(&mut tree, &plan)
         .map_err(|e| Failure::new(Code::ErrorEncryptingTree, in_file(&input, e)))?;
-    change::write_sealed(&input, format, config.as_ref(), global, &tree, &metadata)
+    change::write_sealed(
+        &args.file,
+        &input,
+        format,
+        config.as_ref(),
+        global,
+        &tree,
+        &metadata,
+    )
 }
 
 /// Runs the editor on the plaintext until it gives a valid document. `None`: nothing changed.

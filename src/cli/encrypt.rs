@@ -81,18 +81,14 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
     )?;
     let metadata =
         document::encrypt(&mut loaded.tree, &plan).map_err(|e| encrypt_failure(&input, e))?;
-    let text = out_format
-        .emit(
-            &loaded.tree,
-            Some(&metadata.to_map()),
-            super::indent(config.as_ref(), global),
-        )
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(&input, format!("Could not marshal tree: {e}")),
-            )
-        })?;
+    let text = super::emit_encrypted(
+        &input,
+        out_format,
+        &loaded.tree,
+        &metadata,
+        config.as_ref(),
+        global,
+    )?;
     output.write(&text)
 }
 

@@ -84,8 +84,7 @@ fn open(
     input.require_existing()?;
     let format = super::input_format(format_args, &input)?;
     let keyring = super::keys::keyring(order)?;
-    let bytes = input.read()?;
-    let loaded = format.load(&bytes).map_err(|e| {
+    let loaded = format.load_owned(input.read()?).map_err(|e| {
         Failure::new(
             Code::Generic,
             in_file(&input, format!("Error loading file: {e}")),

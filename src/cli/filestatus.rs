@@ -20,9 +20,8 @@ pub fn run(args: FilestatusArgs, _global: &GlobalArgs) -> CliResult {
     let input = Input::from_arg(Some(&args.file));
     input.require_existing()?;
     let format = super::input_format(&args.format, &input)?;
-    let bytes = input.read()?;
     let loaded = format
-        .load(&bytes)
+        .load_owned(input.read()?)
         .map_err(|e| Failure::new(Code::Generic, in_file(&input, e)))?;
     let encrypted = veil::document::is_encrypted(&loaded);
     println!("{{\"encrypted\":{encrypted}}}");

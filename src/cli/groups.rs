@@ -130,13 +130,7 @@ fn change(
     let output = Output::choose(&input, common.in_place, None)?;
     let format = super::input_format(&Default::default(), &input)?;
     let config = super::load_config(global)?;
-    let bytes = input.read()?;
-    let loaded = format.load(&bytes).map_err(|e| {
-        Failure::new(
-            Code::CouldNotReadInputFile,
-            in_file(&input, format!("Error loading file: {e}")),
-        )
-    })?;
+    let loaded = super::load_encrypted(&input, format)?;
     let mut metadata =
         document::metadata_of(&loaded).map_err(|e| super::decrypt::open_failure(&input, e))?;
     let keyring = super::keys::keyring(common.decryption_order.as_deref())?;
@@ -172,17 +166,6 @@ fn change(
     metadata.shamir_threshold = if wrapped.len() > 1 { threshold } else { 0 };
     metadata.key_groups = wrapped;
     let Loaded { tree, .. } = loaded;
-    let text = format
-        .emit(
-            &tree,
-            Some(&metadata.to_map()),
-            super::indent(config.as_ref(), global),
-        )
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(&input, format!("Could not marshal tree: {e}")),
-            )
-        })?;
+    let text = super::emit_encrypted(&input, format, &tree, &metadata, config.as_ref(), global)?;
     output.write(&text)
 }

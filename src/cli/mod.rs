@@ -385,6 +385,36 @@ fn indent(config: Option<&Config>, global: &GlobalArgs) -> Indent {
     }
 }
 
+/// Reads an encrypted file into its store (exit 2 when it cannot be parsed).
+fn load_encrypted(input: &Input, format: Format) -> CliResult<veil::store::Loaded> {
+    let bytes = input.read()?;
+    format.load_owned(bytes).map_err(|e| {
+        Failure::new(
+            Code::CouldNotReadInputFile,
+            in_file(input, format!("Error loading file: {e}")),
+        )
+    })
+}
+
+/// Writes an encrypted tree with its metadata block, in `format` (exit 4 when it cannot).
+fn emit_encrypted(
+    input: &Input,
+    format: Format,
+    tree: &veil::tree::Tree,
+    metadata: &veil::metadata::Metadata,
+    config: Option<&Config>,
+    global: &GlobalArgs,
+) -> CliResult<Vec<u8>> {
+    format
+        .emit(tree, Some(&metadata.to_map()), indent(config, global))
+        .map_err(|e| {
+            Failure::new(
+                Code::ErrorDumpingTree,
+                in_file(input, format!("Could not marshal tree: {e}")),
+            )
+        })
+}
+
 /// Adds the file name to a library error.
 fn in_file(input: &Input, err: impl std::fmt::Display) -> String {
     format!("{}: {err}", input.display())

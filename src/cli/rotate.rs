@@ -161,13 +161,7 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     let out_format = super::output_format(&args.format, &input, in_format)?;
     let config = super::load_config(global)?;
     let keyring = super::keys::keyring(args.decryption_order.as_deref())?;
-    let bytes = input.read()?;
-    let loaded = in_format.load(&bytes).map_err(|e| {
-        Failure::new(
-            Code::CouldNotReadInputFile,
-            in_file(&input, format!("Error loading file: {e}")),
-        )
-    })?;
+    let loaded = super::load_encrypted(&input, in_format)?;
     let options = OpenOptions {
         ignore_mac: args.ignore_mac,
         remember_ivs: false,
@@ -220,17 +214,13 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
             _ => failure,
         }
     })?;
-    let text = out_format
-        .emit(
-            &tree,
-            Some(&metadata.to_map()),
-            super::indent(config.as_ref(), global),
-        )
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(&input, format!("Could not marshal tree: {e}")),
-            )
-        })?;
+    let text = super::emit_encrypted(
+        &input,
+        out_format,
+        &tree,
+        &metadata,
+        config.as_ref(),
+        global,
+    )?;
     output.write(&text)
 }

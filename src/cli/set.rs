@@ -8,6 +8,7 @@ use clap::Args;
 use veil::store::Format;
 use veil::tree::{edit, parse_index_path, Node, PathStep};
 
+use super::io::Input;
 use super::{change, in_file, CliResult, Code, Failure, GlobalArgs};
 
 #[derive(Args, Debug)]
@@ -90,6 +91,32 @@ pub fn json_value(text: &str) -> CliResult<Node> {
         .ok_or_else(|| bad_set("the value is not valid JSON"))
 }
 
+fn open(
+    file: &std::path::Path,
+    flags: &OpenArgs,
+    global: &GlobalArgs,
+) -> CliResult<change::Opening> {
+    change::open(
+        file,
+        flags.input_type.as_deref(),
+        flags.decryption_order.as_deref(),
+        flags.ignore_mac,
+        global,
+    )
+}
+
+/// The document set and unset work on (sops: the first), and the input for messages.
+fn first_document(opening: &mut change::Opening) -> CliResult<(&Input, &mut veil::tree::Map)> {
+    let input = &opening.input;
+    match opening.opened.tree.documents.first_mut() {
+        Some(document) => Ok((input, document)),
+        None => Err(Failure::new(
+            Code::Generic,
+            in_file(input, "the file has no document"),
+        )),
+    }
+}
+
 pub fn run_set(args: SetArgs, global: &GlobalArgs) -> CliResult {
     let steps = index(&args.index)?;
     let text = match (args.value_file, args.value_stdin, args.value.as_deref()) {
@@ -122,18 +149,8 @@ pub fn run_set(args: SetArgs, global: &GlobalArgs) -> CliResult {
         }
     };
     let value = json_value(&text)?;
-    let mut opening = change::open(
-        &args.file,
-        args.open.input_type.as_deref(),
-        args.open.decryption_order.as_deref(),
-        args.open.ignore_mac,
-        global,
-    )?;
-    let input = &opening.input;
-    let document =
-        opening.opened.tree.documents.first_mut().ok_or_else(|| {
-            Failure::new(Code::Generic, in_file(input, "the file has no document"))
-        })?;
+    let mut opening = open(&args.file, &args.open, global)?;
+    let (input, document) = first_document(&mut opening)?;
     let changed = edit::set(document, &steps, value).map_err(|e| bad_set(in_file(input, e)))?;
     if !changed && args.idempotent {
         return Ok(());
@@ -143,18 +160,8 @@ pub fn run_set(args: SetArgs, global: &GlobalArgs) -> CliResult {
 
 pub fn run_unset(args: UnsetArgs, global: &GlobalArgs) -> CliResult {
     let steps = index(&args.index)?;
-    let mut opening = change::open(
-        &args.file,
-        args.open.input_type.as_deref(),
-        args.open.decryption_order.as_deref(),
-        args.open.ignore_mac,
-        global,
-    )?;
-    let input = &opening.input;
-    let document =
-        opening.opened.tree.documents.first_mut().ok_or_else(|| {
-            Failure::new(Code::Generic, in_file(input, "the file has no document"))
-        })?;
+    let mut opening = open(&args.file, &args.open, global)?;
+    let (input, document) = first_document(&mut opening)?;
     match edit::unset(document, &steps) {
         Ok(()) => change::write_back(opening, global),
         Err(edit::EditError::NotFound { .. }) if args.idempotent => Ok(()),

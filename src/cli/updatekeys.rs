@@ -13,7 +13,7 @@ use veil::document::{self, EncryptPlan, OpenOptions};
 use veil::keys::Recipient;
 use veil::store::Loaded;
 
-use super::io::{write_atomically, Input};
+use super::io::{Input, Output};
 use super::{in_file, CliResult, Code, Failure, GlobalArgs};
 
 #[derive(Args, Debug)]
@@ -78,13 +78,7 @@ fn update_one(
                 in_file(&input, "no creation rule matches this file"),
             )
         })?;
-    let bytes = input.read()?;
-    let loaded = format.load(&bytes).map_err(|e| {
-        Failure::new(
-            Code::CouldNotReadInputFile,
-            in_file(&input, format!("Error loading file: {e}")),
-        )
-    })?;
+    let loaded = super::load_encrypted(&input, format)?;
     let mut metadata =
         document::metadata_of(&loaded).map_err(|e| super::decrypt::open_failure(&input, e))?;
     let wanted = super::keys::rule_groups(rule)?;
@@ -173,24 +167,8 @@ fn update_one(
         let Loaded { tree, .. } = loaded;
         (tree, metadata)
     };
-    let text = format
-        .emit(
-            &tree,
-            Some(&metadata.to_map()),
-            super::indent(Some(config), global),
-        )
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(&input, format!("Could not marshal tree: {e}")),
-            )
-        })?;
-    write_atomically(file, &text).map_err(|e| {
-        Failure::new(
-            Code::CouldNotWriteOutputFile,
-            format!("Could not write {}: {e}", file.display()),
-        )
-    })?;
+    let text = super::emit_encrypted(&input, format, &tree, &metadata, Some(config), global)?;
+    Output::InPlace(file.to_path_buf()).write(&text)?;
     eprintln!("{}: updated", input.display());
     Ok(())
 }
