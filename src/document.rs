@@ -265,38 +265,9 @@ pub fn is_encrypted(loaded: &Loaded) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::fake::Plain;
     use crate::keys::keyring::DecryptionOrder;
-    use crate::keys::{Identity, KeyEntry};
     use crate::tree::{Map, Node, Value};
-
-    /// A recipient/identity pair that "wraps" by hex-encoding: enough to test the pipeline.
-    struct Plain;
-
-    impl Recipient for Plain {
-        fn wrap(&self, part: &KeyPart) -> Result<KeyEntry, KeyError> {
-            let enc = part.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            Ok(KeyEntry::Age {
-                recipient: "age1plain".into(),
-                enc,
-            })
-        }
-        fn name(&self) -> String {
-            "age1plain".into()
-        }
-    }
-
-    impl Identity for Plain {
-        fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>> {
-            let KeyEntry::Age { enc, .. } = entry else {
-                return None;
-            };
-            let bytes = (0..enc.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&enc[i..i + 2], 16).unwrap_or(0))
-                .collect();
-            Some(Ok(KeyPart::new(bytes)))
-        }
-    }
 
     fn tree() -> Tree {
         let mut map = Map::new();

@@ -4,6 +4,8 @@
 pub mod age;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(test)]
+pub(crate) mod fake;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod keyring;

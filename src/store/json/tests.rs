@@ -2,7 +2,7 @@ use super::write::go_json_float;
 use super::*;
 use crate::crypt::Rules;
 use crate::keys::keyring::{DecryptionOrder, Keyring};
-use crate::keys::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
+use crate::keys::{KeyEntry, Recipient};
 use crate::metadata::{KeyGroup, Metadata};
 use crate::tree::{Comment, List, ListItem, Pair, Value};
 
@@ -678,34 +678,7 @@ fn metadata_written_from_to_map_reads_back_equal() {
     }
 }
 
-/// A recipient/identity pair that "wraps" by hex-encoding: enough to drive the pipeline.
-struct Plain;
-
-impl Recipient for Plain {
-    fn wrap(&self, part: &KeyPart) -> Result<KeyEntry, KeyError> {
-        let enc = part.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(KeyEntry::Age {
-            recipient: "age1plain".into(),
-            enc,
-        })
-    }
-    fn name(&self) -> String {
-        "age1plain".into()
-    }
-}
-
-impl Identity for Plain {
-    fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>> {
-        let KeyEntry::Age { enc, .. } = entry else {
-            return None;
-        };
-        let bytes = (0..enc.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(enc.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0))
-            .collect();
-        Some(Ok(KeyPart::new(bytes)))
-    }
-}
+use crate::keys::fake::Plain;
 
 pub(crate) fn encrypt_emit_load_open(
     loaded: Loaded,

@@ -653,34 +653,9 @@ mod pipeline {
     use super::*;
     use crate::document::{self, EncryptPlan, OpenOptions};
     use crate::keys::keyring::{DecryptionOrder, Keyring};
-    use crate::keys::{Identity, KeyError, KeyPart, Recipient};
+    use crate::keys::Recipient;
 
-    struct Plain;
-
-    impl Recipient for Plain {
-        fn wrap(&self, part: &KeyPart) -> Result<KeyEntry, KeyError> {
-            let enc = part.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            Ok(KeyEntry::Age {
-                recipient: "age1plain".into(),
-                enc,
-            })
-        }
-        fn name(&self) -> String {
-            "age1plain".into()
-        }
-    }
-
-    impl Identity for Plain {
-        fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>> {
-            let KeyEntry::Age { enc, .. } = entry else {
-                return None;
-            };
-            let bytes = (0..enc.len() / 2)
-                .map(|i| u8::from_str_radix(&enc[2 * i..2 * i + 2], 16).unwrap_or(0))
-                .collect();
-            Some(Ok(KeyPart::new(bytes)))
-        }
-    }
+    use crate::keys::fake::Plain;
 
     fn encrypt(mut tree: Tree) -> String {
         let plan = EncryptPlan {
