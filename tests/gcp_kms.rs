@@ -5,6 +5,8 @@
 mod common;
 #[path = "support/gcp_kms_server.rs"]
 mod gcp_kms_server;
+#[path = "support/http.rs"]
+mod http;
 
 use common::*;
 use gcp_kms_server::GcpKmsServer;

@@ -3,6 +3,8 @@
 #![cfg(feature = "vault")]
 
 mod common;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/vault_server.rs"]
 mod vault_server;
 

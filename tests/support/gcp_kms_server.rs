@@ -13,11 +13,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -25,6 +22,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
+
+use crate::http::{read_request, write_json, Listener};
 
 /// One request as the server saw it (headers lower-cased), for assertions.
 #[derive(Clone, Debug)]
@@ -65,30 +64,15 @@ impl Builder {
     }
 
     pub fn start(self) -> GcpKmsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(self.state));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(mut stream) = stream {
-                        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-                        serve(&mut stream, &state);
-                    }
-                }
-            })
+        let listener = {
+            let state = state.clone();
+            Listener::start(move |mut stream| serve(&mut stream, &state))
         };
         GcpKmsServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
+            endpoint: format!("http://127.0.0.1:{}", listener.port),
             state,
-            stop,
-            thread: Some(thread),
+            _listener: listener,
         }
     }
 }
@@ -96,10 +80,8 @@ impl Builder {
 pub struct GcpKmsServer {
     /// `http://127.0.0.1:PORT`, for `SOPS_GCP_KMS_ENDPOINT`.
     pub endpoint: String,
-    port: u16,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _listener: Listener,
 }
 
 impl GcpKmsServer {
@@ -110,16 +92,6 @@ impl GcpKmsServer {
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
-    }
-}
-
-impl Drop for GcpKmsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -144,65 +116,30 @@ fn percent_decode(text: &str) -> String {
 
 /// Reads one HTTP/1.1 request, answers it, and closes.
 fn serve(stream: &mut TcpStream, state: &Mutex<State>) {
-    let mut reader = BufReader::new(&mut *stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(request) = read_request(stream) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-            return;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let (path, query) = match target.split_once('?') {
+    };
+    let (path, query) = match request.target.split_once('?') {
         Some((p, q)) => (percent_decode(p), q.to_string()),
-        None => (percent_decode(&target), String::new()),
+        None => (percent_decode(&request.target), String::new()),
     };
     let (status, answer) = {
         let mut state = state.lock().unwrap();
         state.seen.push(Seen {
-            method: method.clone(),
+            method: request.method.clone(),
             path: path.clone(),
             query,
-            headers: headers.clone(),
+            headers: request.headers.clone(),
         });
-        handle(&state, &method, &path, &headers, &body)
+        handle(
+            &state,
+            &request.method,
+            &path,
+            &request.headers,
+            &request.body,
+        )
     };
-    let text = answer.to_string();
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        _ => "Error",
-    };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
+    write_json(stream, status, &answer);
 }
 
 fn error(code: u16, status: &str, message: &str) -> (u16, Value) {

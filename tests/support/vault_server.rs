@@ -11,11 +11,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -23,6 +20,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
+
+use crate::http::{read_request, write_json, Listener};
 
 /// One request as the server saw it (headers lower-cased), for assertions.
 #[derive(Clone, Debug)]
@@ -93,48 +92,31 @@ impl Builder {
     }
 
     pub fn start(self) -> VaultServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let tls = self
             .tls
             .map(|(cert, key)| Arc::new(server_config(&cert, &key)));
         let state = Arc::new(Mutex::new(self.state));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
+        let listener = {
             let state = state.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-                    match &tls {
-                        Some(config) => {
-                            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                                continue;
-                            };
-                            let mut tls_stream = rustls::StreamOwned::new(conn, stream);
-                            serve(&mut tls_stream, &state);
-                            tls_stream.conn.send_close_notify();
-                            let _ = tls_stream.flush();
-                        }
-                        None => {
-                            let mut stream = stream;
-                            serve(&mut stream, &state);
-                        }
-                    }
+            Listener::start(move |mut stream| match &tls {
+                Some(config) => {
+                    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                        return;
+                    };
+                    let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+                    serve(&mut tls_stream, &state);
+                    tls_stream.conn.send_close_notify();
+                    let _ = tls_stream.flush();
                 }
+                None => serve(&mut stream, &state),
             })
         };
         VaultServer {
-            address: format!("{scheme}://127.0.0.1:{port}"),
-            port,
+            address: format!("{scheme}://127.0.0.1:{}", listener.port),
+            port: listener.port,
             state,
-            stop,
-            thread: Some(thread),
+            _listener: listener,
         }
     }
 }
@@ -159,8 +141,7 @@ pub struct VaultServer {
     pub address: String,
     pub port: u16,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _listener: Listener,
 }
 
 impl VaultServer {
@@ -184,65 +165,19 @@ impl VaultServer {
     }
 }
 
-impl Drop for VaultServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so the thread sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Reads one HTTP/1.1 request, answers it, and closes.
 fn serve(stream: &mut (impl Read + Write), state: &Mutex<State>) {
-    let mut reader = BufReader::new(&mut *stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(request) = read_request(stream) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-            return;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    drop(reader);
-    let (status, answer) = handle(&method, &path, &headers, &body, state);
-    let text = answer.to_string();
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        _ => "Error",
     };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
+    let (status, answer) = handle(
+        &request.method,
+        &request.target,
+        &request.headers,
+        &request.body,
+        state,
     );
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
+    write_json(stream, status, &answer);
 }
 
 fn error(status: u16, message: &str) -> (u16, Value) {
