@@ -175,21 +175,6 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// An error and its sources, `outer: inner: …`, each level once.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(next) = source {
-        let part = next.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = next.source();
-    }
-    text
-}
-
 /// The service's code and message for a failed call (never the request, so never key material).
 fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
@@ -200,9 +185,9 @@ where
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_string(),
-            _ => chain(err),
+            _ => super::error_chain(err),
         },
-        None => chain(err),
+        None => super::error_chain(err),
     }
 }
 
@@ -252,10 +237,13 @@ impl Kms {
                     .configure(&sdk)
                     .build()
                     .await;
-                let credentials = provider
-                    .provide_credentials()
-                    .await
-                    .map_err(|e| format!("failed to assume role {:?}: {}", key.role, chain(&e)))?;
+                let credentials = provider.provide_credentials().await.map_err(|e| {
+                    format!(
+                        "failed to assume role {:?}: {}",
+                        key.role,
+                        super::error_chain(&e)
+                    )
+                })?;
                 config = config.credentials_provider(credentials);
             }
             Ok::<_, String>(aws_sdk_kms::Client::from_conf(config.build()))

@@ -243,26 +243,11 @@ impl CredentialsProvider for StaticToken {
     }
 }
 
-/// An error and its sources, `outer: inner: …`, each level once.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(next) = source {
-        let part = next.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = next.source();
-    }
-    text
-}
-
 /// The service's status and message for a failed call (never the request, so never key material).
 fn describe(err: &google_cloud_kms_v1::Error) -> String {
     match err.status() {
         Some(status) => format!("{:?}: {}", status.code, status.message),
-        None => chain(err),
+        None => super::error_chain(err),
     }
 }
 
@@ -316,9 +301,12 @@ impl Client {
                 } else if let Some(ud) = &self.settings.universe_domain {
                     builder = builder.with_universe_domain(ud.clone());
                 }
-                runtime
-                    .block_on(builder.build())
-                    .map_err(|e| format!("cannot create the GCP KMS client: {}", chain(&e)))
+                runtime.block_on(builder.build()).map_err(|e| {
+                    format!(
+                        "cannot create the GCP KMS client: {}",
+                        super::error_chain(&e)
+                    )
+                })
             })
             .as_ref()
             .map_err(Clone::clone)?;

@@ -140,3 +140,20 @@ pub trait Identity {
     /// `None` when this entry is not for this identity (so the next one is tried).
     fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>>;
 }
+
+/// An error and its sources, `outer: inner: …`, each level once: cloud SDK errors hide the
+/// useful part (unreachable, access denied) a few sources down.
+#[cfg(any(feature = "aws", feature = "gcp"))]
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(next) = source {
+        let part = next.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = next.source();
+    }
+    text
+}

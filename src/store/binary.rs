@@ -39,19 +39,7 @@ pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {
 /// Takes the bytes as a plain file, whatever they contain. Encryption uses this: sops encrypts
 /// a file's raw bytes in binary mode, even when they happen to be a JSON envelope.
 pub fn load_plain(input: &[u8]) -> Loaded {
-    let value = match std::str::from_utf8(input) {
-        Ok(text) => Value::Str(text.to_owned()),
-        Err(_) => Value::Bytes(input.to_vec()),
-    };
-    let mut document = Map::new();
-    document.insert(DATA_KEY, Node::scalar(value));
-    Loaded {
-        tree: Tree {
-            documents: vec![document],
-            layout: None,
-        },
-        metadata: None,
-    }
+    load_plain_owned(input.to_vec())
 }
 
 /// [`load_plain`] taking the bytes by value: they become the value without a copy.
