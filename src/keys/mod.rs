@@ -9,6 +9,7 @@ pub(crate) mod fake;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod keyring;
+pub mod net;
 pub mod pgp;
 pub mod pkcs11;
 #[cfg(feature = "vault")]
