@@ -4,6 +4,7 @@
 //! ([`Rules`]), seals or opens it under the data key with its key path as AAD, and feeds the
 //! canonical plaintext of every value into the SHA-512 MAC.
 
+mod batch;
 mod data_key;
 mod rules;
 pub mod shamir;
@@ -112,6 +113,12 @@ impl Cipher {
         }
     }
 
+    /// Whether values may be sealed and opened in a [`batch::Batch`]: not when IVs must follow
+    /// a sequence (the test seam) or be remembered and reused.
+    fn can_batch(&self) -> bool {
+        matches!(self.nonces, Nonces::Random(_)) && self.remembered.is_none()
+    }
+
     /// Seals one plaintext as an `ENC[…]` string.
     pub fn seal(&mut self, plaintext: &[u8], aad: &[u8], type_name: &str) -> String {
         let reused = self.remembered.as_ref().and_then(|m| {
@@ -176,6 +183,18 @@ pub enum CryptError {
 }
 
 impl CryptError {
+    /// The same error at another path.
+    fn at(mut self, new_path: String) -> CryptError {
+        match &mut self {
+            CryptError::NotEncrypted { path }
+            | CryptError::Open { path, .. }
+            | CryptError::BadPlaintext { path, .. }
+            | CryptError::UnknownType { path, .. }
+            | CryptError::CommentMatchesRule { path } => *path = new_path,
+        }
+        self
+    }
+
     /// The key path of the failing value, in `--extract` syntax.
     pub fn path(&self) -> &str {
         match self {
@@ -213,6 +232,7 @@ pub fn encrypt_tree(
     for doc in &mut tree.documents {
         walk.map(doc)?;
     }
+    walk.flush()?;
     Ok(walk.finish().mac)
 }
 
@@ -223,10 +243,64 @@ pub fn decrypt_tree(
     rules: &Rules,
 ) -> Result<Decrypted, CryptError> {
     let mut walk = Walk::new(cipher, rules, Mode::Decrypt);
-    for doc in &mut tree.documents {
-        walk.map(doc)?;
+    let mut result = tree.documents.iter_mut().try_for_each(|doc| walk.map(doc));
+    if result.is_ok() {
+        result = walk.flush();
     }
-    Ok(walk.finish())
+    let failed_leaf = walk.failed_leaf;
+    let decrypted = walk.finish();
+    match (result, failed_leaf) {
+        (Ok(()), _) => Ok(decrypted),
+        // A batched value failed: its path is found now that the walk no longer holds the tree.
+        (Err(err), Some(ordinal)) => Err(err.at(leaf_path(tree, ordinal))),
+        (Err(err), None) => Err(err),
+    }
+}
+
+/// The path of the `ordinal`-th non-null leaf in walk order (what a batch records).
+fn leaf_path(tree: &Tree, ordinal: usize) -> String {
+    /// Counts leaves down from `left`; true (with `steps` the path) when the leaf is found.
+    fn in_map(map: &Map, steps: &mut Vec<PathStep>, left: &mut usize) -> bool {
+        map.0.iter().any(|item| match item {
+            crate::tree::MapItem::Pair(pair) => {
+                steps.push(PathStep::Key(pair.key.clone()));
+                let found = in_node(&pair.value, steps, left);
+                if !found {
+                    steps.pop();
+                }
+                found
+            }
+            crate::tree::MapItem::Comment(_) => false,
+        })
+    }
+    fn in_node(node: &Node, steps: &mut Vec<PathStep>, left: &mut usize) -> bool {
+        match node {
+            Node::Map(map) => in_map(map, steps, left),
+            Node::List(list) => list.0.iter().enumerate().any(|(index, item)| match item {
+                ListItem::Node(inner) => {
+                    steps.push(PathStep::Index(index));
+                    let found = in_node(inner, steps, left);
+                    if !found {
+                        steps.pop();
+                    }
+                    found
+                }
+                ListItem::Comment(_) => false,
+            }),
+            Node::Scalar(scalar) if scalar.value == Value::Null => false,
+            Node::Scalar(_) if *left == 0 => true,
+            Node::Scalar(_) => {
+                *left -= 1;
+                false
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    let mut left = ordinal;
+    tree.documents
+        .iter()
+        .any(|doc| in_map(doc, &mut steps, &mut left));
+    display_path(&steps)
 }
 
 /// The AAD the MAC is sealed with: `lastmodified` re-rendered with whole seconds (spec §4.4).
@@ -275,14 +349,24 @@ pub fn display_path(steps: &[PathStep]) -> String {
         .collect()
 }
 
+/// Leaves a batch collects before its crypto runs: enough to keep every core busy, few enough
+/// that the bookkeeping stays small beside the tree.
+const BATCH_SIZE: usize = 16 * 1024;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Encrypt,
     Decrypt,
 }
 
-struct Walk<'a> {
+struct Walk<'a, 't> {
     cipher: &'a mut Cipher,
+    /// Leaves whose crypto runs after the walk, on several threads (see [`batch`]).
+    batch: Option<batch::Batch<'t>>,
+    /// Non-null leaves visited so far: a batched leaf's number, to find its path on failure.
+    leaves: usize,
+    /// The number of the batched leaf that failed to open (its error has no path yet).
+    failed_leaf: Option<usize>,
     rules: &'a Rules,
     mode: Mode,
     /// Mapping keys from the root (the first `depth` entries; the rest are spare buffers, so
@@ -300,13 +384,16 @@ struct Walk<'a> {
     kept_comments: Vec<CommentWarning>,
 }
 
-impl<'a> Walk<'a> {
+impl<'a, 't> Walk<'a, 't> {
     fn new(cipher: &'a mut Cipher, rules: &'a Rules, mode: Mode) -> Self {
         let mut mac = Sha512::new();
         if rules.mac_only_encrypted {
             mac.update(Sha256::digest(b"sops"));
         }
         Walk {
+            batch: cipher.can_batch().then(batch::Batch::default),
+            leaves: 0,
+            failed_leaf: None,
             cipher,
             rules,
             mode,
@@ -331,6 +418,38 @@ impl<'a> Walk<'a> {
             mac,
             kept_comments: self.kept_comments,
         }
+    }
+
+    /// Runs the batch's crypto now, on several threads, and empties it; decrypting, the opened
+    /// values then go into the MAC in their turn. Called when the batch is full and at the end,
+    /// so that it never holds more than [`BATCH_SIZE`] leaves.
+    fn flush(&mut self) -> Result<(), CryptError> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Ok(());
+        };
+        match self.mode {
+            Mode::Encrypt => batch.seal_all(&self.cipher.aead),
+            Mode::Decrypt => {
+                if let Err((ordinal, failure)) = batch.open_all(&self.cipher.aead) {
+                    self.failed_leaf = Some(ordinal);
+                    let path = String::new();
+                    return Err(match failure {
+                        batch::LeafFailure::Open(source) => CryptError::Open { path, source },
+                        batch::LeafFailure::BadPlaintext(type_name) => {
+                            CryptError::BadPlaintext { path, type_name }
+                        }
+                        batch::LeafFailure::UnknownType(type_name) => {
+                            CryptError::UnknownType { path, type_name }
+                        }
+                    });
+                }
+                for value in batch.values() {
+                    with_canonical_bytes(value, |plaintext| self.mac.update(plaintext));
+                }
+            }
+        }
+        batch.clear();
+        Ok(())
     }
 
     fn keys(&self) -> &[String] {
@@ -372,7 +491,7 @@ impl<'a> Walk<'a> {
         display_path(&steps)
     }
 
-    fn map(&mut self, map: &mut Map) -> Result<(), CryptError> {
+    fn map(&mut self, map: &'t mut Map) -> Result<(), CryptError> {
         self.comments.push(Vec::new());
         for item in &mut map.0 {
             match item {
@@ -390,35 +509,35 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    fn list(&mut self, list: &mut crate::tree::List) -> Result<(), CryptError> {
+    fn list(&mut self, list: &'t mut crate::tree::List) -> Result<(), CryptError> {
         self.comments.push(Vec::new());
         for (index, item) in list.0.iter_mut().enumerate() {
             self.steps.push(Some(index));
+            // sops writes an encrypted comment inside a list as a plain list element.
+            if self.mode == Mode::Decrypt {
+                if let ListItem::Node(node @ Node::Scalar(_)) = item {
+                    if is_sealed_comment(node) {
+                        let Node::Scalar(Scalar { value, span }) = node else {
+                            unreachable!()
+                        };
+                        let text = match std::mem::replace(value, Value::Null) {
+                            Value::Str(text) => text,
+                            _ => unreachable!("is_sealed_comment checked a string"),
+                        };
+                        *item = ListItem::Comment(Comment {
+                            text,
+                            inline: false,
+                            span: span.take(),
+                        });
+                    }
+                }
+            }
             let result = match item {
                 ListItem::Comment(c) => self.comment(c),
                 ListItem::Node(node) => {
-                    // sops writes an encrypted comment inside a list as a plain list element.
-                    if self.mode == Mode::Decrypt && is_sealed_comment(node) {
-                        let Node::Scalar(Scalar {
-                            value: Value::Str(text),
-                            span,
-                        }) = node
-                        else {
-                            unreachable!()
-                        };
-                        let mut comment = Comment {
-                            text: std::mem::take(text),
-                            inline: false,
-                            span: span.take(),
-                        };
-                        let result = self.comment(&mut comment);
-                        *item = ListItem::Comment(comment);
-                        result
-                    } else {
-                        let result = self.node(node);
-                        self.clear_level();
-                        result
-                    }
+                    let result = self.node(node);
+                    self.clear_level();
+                    result
                 }
             };
             self.steps.pop();
@@ -434,7 +553,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn node(&mut self, node: &mut Node) -> Result<(), CryptError> {
+    fn node(&mut self, node: &'t mut Node) -> Result<(), CryptError> {
         match node {
             Node::Map(m) => self.map(m),
             Node::List(l) => self.list(l),
@@ -442,14 +561,48 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn leaf(&mut self, scalar: &mut Scalar) -> Result<(), CryptError> {
+    fn leaf(&mut self, scalar: &'t mut Scalar) -> Result<(), CryptError> {
         if scalar.value == Value::Null {
             return Ok(());
         }
+        let ordinal = self.leaves;
+        self.leaves += 1;
         let encrypted = self
             .rules
             .should_encrypt(self.keys(), &self.comments, false);
         let hashed = encrypted || !self.rules.mac_only_encrypted;
+        if let Some(batch) = self.batch.as_mut() {
+            let aad = current_aad(self.depth, &self.aad);
+            match self.mode {
+                Mode::Encrypt => {
+                    if hashed {
+                        with_canonical_bytes(&scalar.value, |plaintext| self.mac.update(plaintext));
+                    }
+                    if encrypted && !scalar.value.is_empty_string() {
+                        batch.push_crypt(&mut scalar.value, aad, ordinal);
+                    }
+                }
+                Mode::Decrypt => match &scalar.value {
+                    Value::Str(text) if encrypted && value::is_sealed(text) => {
+                        batch.push_crypt(&mut scalar.value, aad, ordinal);
+                    }
+                    _ => {
+                        if encrypted {
+                            self.open_leaf(&mut scalar.value)?;
+                        }
+                        if hashed {
+                            if let Some(batch) = self.batch.as_mut() {
+                                batch.push_plain(&scalar.value);
+                            }
+                        }
+                    }
+                },
+            }
+            if self.batch.as_ref().is_some_and(|b| b.len() >= BATCH_SIZE) {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         match self.mode {
             Mode::Encrypt => {
                 let sealed = with_canonical_bytes(&scalar.value, |plaintext| {
@@ -530,10 +683,7 @@ impl<'a> Walk<'a> {
                     source,
                 })?;
         typed_value(type_name, plaintext).ok_or_else(|| {
-            let known = matches!(
-                type_name,
-                "str" | "int" | "float" | "bool" | "time" | "bytes"
-            );
+            let known = is_known_type(type_name);
             let type_name = type_name.to_string();
             if known {
                 CryptError::BadPlaintext {
@@ -615,6 +765,14 @@ fn aad_of(keys: &[String]) -> Vec<u8> {
     let mut aad = keys.join(":").into_bytes();
     aad.push(b':');
     aad
+}
+
+/// The value types sops writes (a value of another type is "unknown", not "bad").
+fn is_known_type(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "str" | "int" | "float" | "bool" | "time" | "bytes"
+    )
 }
 
 fn is_sealed_comment(node: &Node) -> bool {

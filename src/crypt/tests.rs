@@ -228,3 +228,95 @@ fn mac_aad_drops_fractions_and_keeps_offsets() {
         "2024-01-01T01:00:00+01:00"
     );
 }
+
+/// A tree large enough to be split over threads: `groups` maps of 100 typed values, a list and
+/// a comment in each, and one `_unencrypted` value.
+fn large_tree(groups: usize) -> Tree {
+    let mut doc = Map::new();
+    for g in 0..groups {
+        let mut items = vec![MapItem::Comment(Comment::new(format!(" group {g}")))];
+        for k in 0..100 {
+            let value = match k % 4 {
+                0 => Value::Int(g as i64 * 1000 + k),
+                1 => Value::Bool(k % 8 == 1),
+                2 => Value::Float(k as f64 + 0.5),
+                _ => Value::Str(format!("secret-{g}-{k}")),
+            };
+            items.push(pair(&format!("k{k}"), Node::scalar(value)));
+        }
+        items.push(pair(
+            "list",
+            Node::List(List(vec![ListItem::Node(s("a")), ListItem::Node(s("b"))])),
+        ));
+        items.push(pair("note_unencrypted", s("plain")));
+        doc.0.push(pair(&format!("g{g}"), Node::Map(Map(items))));
+    }
+    Tree {
+        documents: vec![doc],
+        layout: None,
+    }
+}
+
+#[test]
+fn threaded_and_sequential_walks_agree_both_ways() {
+    let plain = large_tree(200);
+    assert!(Cipher::new(vector_key()).can_batch());
+
+    // Encrypted in a batch (random IVs), opened by a sequential walk (it remembers IVs).
+    let mut tree = plain.clone();
+    let mac = encrypt_tree(&mut tree, &mut Cipher::new(vector_key()), &Rules::default()).unwrap();
+    let mut sequential = Cipher::new(vector_key());
+    sequential.remember_ivs();
+    assert!(!sequential.can_batch());
+    let mut opened = tree.clone();
+    let decrypted = decrypt_tree(&mut opened, &mut sequential, &Rules::default()).unwrap();
+    assert_eq!(decrypted.mac, mac);
+    assert_eq!(opened.documents, plain.documents);
+
+    // Encrypted sequentially (counter IVs), opened in a batch.
+    let mut tree = plain.clone();
+    let counter_mac = encrypt_tree(
+        &mut tree,
+        &mut Cipher::with_counter_ivs(vector_key(), 0),
+        &Rules::default(),
+    )
+    .unwrap();
+    assert_eq!(counter_mac, mac, "the MAC depends on the plaintext only");
+    let decrypted =
+        decrypt_tree(&mut tree, &mut Cipher::new(vector_key()), &Rules::default()).unwrap();
+    assert_eq!(decrypted.mac, mac);
+    assert_eq!(tree.documents, plain.documents);
+}
+
+#[test]
+fn a_threaded_walk_names_the_first_bad_value() {
+    fn value_at<'t>(tree: &'t mut Tree, group: &str, key: &str) -> &'t mut Value {
+        let Some(Node::Map(g)) = tree.documents[0].get_mut(group) else {
+            panic!("no group {group}")
+        };
+        match g.get_mut(key) {
+            Some(Node::Scalar(s)) => &mut s.value,
+            _ => panic!("no value {key}"),
+        }
+    }
+    let mut sealed = large_tree(200);
+    encrypt_tree(
+        &mut sealed,
+        &mut Cipher::new(vector_key()),
+        &Rules::default(),
+    )
+    .unwrap();
+    // Two values swapped: both fail to authenticate and the earlier is reported, whether it is
+    // in the first batch of leaves (g7) or a later one (g170).
+    for (early, late) in [("g7", "g180"), ("g170", "g190")] {
+        let mut tree = sealed.clone();
+        let a = std::mem::replace(value_at(&mut tree, early, "k3"), Value::Null);
+        let b = std::mem::replace(value_at(&mut tree, late, "k11"), a);
+        *value_at(&mut tree, early, "k3") = b;
+        let err = decrypt_tree(&mut tree, &mut Cipher::new(vector_key()), &Rules::default())
+            .err()
+            .unwrap();
+        assert_eq!(err.path(), format!(r#"["{early}"]["k3"]"#), "{err}");
+        assert!(matches!(err, CryptError::Open { .. }), "{err}");
+    }
+}

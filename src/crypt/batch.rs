@@ -1,0 +1,190 @@
+//! Sealing and opening many values on several threads.
+//!
+//! The walk in `crypt` decides for each leaf what happens to it and keeps the MAC in order; with
+//! a batch it only records the leaves whose AES-GCM work can run apart (each with its AAD), and
+//! that work is then split over the machine's cores. A large file spends most of its crypto
+//! time here, and the values are independent: only the MAC is a chain, and it stays in the walk's
+//! order.
+
+use std::ops::Range;
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zeroize::Zeroizing;
+
+use super::value::{self, OpenError, SopsGcm, IV_LEN};
+use super::{typed_value, with_canonical_bytes};
+use crate::tree::Value;
+
+/// Below this many values a batch runs on the calling thread: a thread costs more than it saves.
+const VALUES_PER_THREAD: usize = 2048;
+
+/// Threads at most, whatever the machine has: beyond this the walk and the writer dominate.
+const MAX_THREADS: usize = 8;
+
+/// A leaf recorded by the walk.
+pub(super) enum Pending<'t> {
+    /// A value to seal (encrypting) or an `ENC[…]` value to open (decrypting); `ordinal` is its
+    /// leaf number in walk order, to name its path if it fails.
+    Crypt {
+        value: &'t mut Value,
+        aad: Range<usize>,
+        ordinal: usize,
+    },
+    /// Decrypting only: a value that stays as it is but is hashed in its turn.
+    Plain(&'t Value),
+}
+
+/// Why a value recorded in a batch could not be opened.
+pub(super) enum LeafFailure {
+    Open(OpenError),
+    /// The plaintext does not parse as its declared type (known types) …
+    BadPlaintext(String),
+    /// … or the type is one sops does not know.
+    UnknownType(String),
+}
+
+#[derive(Default)]
+pub(super) struct Batch<'t> {
+    pub items: Vec<Pending<'t>>,
+    /// Every recorded AAD, back to back.
+    aads: Vec<u8>,
+}
+
+impl<'t> Batch<'t> {
+    pub fn push_crypt(&mut self, value: &'t mut Value, aad: &[u8], ordinal: usize) {
+        let start = self.aads.len();
+        self.aads.extend_from_slice(aad);
+        self.items.push(Pending::Crypt {
+            value,
+            aad: start..self.aads.len(),
+            ordinal,
+        });
+    }
+
+    pub fn push_plain(&mut self, value: &'t Value) {
+        self.items.push(Pending::Plain(value));
+    }
+
+    /// Seals every recorded value in place, each thread drawing IVs from its own ChaCha20
+    /// stream seeded by the operating system.
+    pub fn seal_all(&mut self, aead: &SopsGcm) {
+        let aads = &self.aads;
+        let sealed: Result<(), ()> = run_split(&mut self.items, |chunk| {
+            let mut rng = ChaCha20Rng::from_rng(rand::rngs::OsRng)
+                .expect("the operating system's random number generator is unavailable");
+            for item in chunk {
+                if let Pending::Crypt { value, aad, .. } = item {
+                    let mut iv = [0u8; IV_LEN];
+                    rng.fill_bytes(&mut iv);
+                    let type_name = value.type_name();
+                    let sealed = with_canonical_bytes(value, |plaintext| {
+                        value::seal(aead, &iv, plaintext, &aads[aad.clone()], type_name)
+                    });
+                    **value = Value::Str(sealed);
+                }
+            }
+            Ok(())
+        });
+        debug_assert!(sealed.is_ok(), "sealing cannot fail");
+    }
+
+    /// Opens every recorded value in place; on failure, the first failing leaf in walk order.
+    pub fn open_all(&mut self, aead: &SopsGcm) -> Result<(), (usize, LeafFailure)> {
+        let aads = &self.aads;
+        run_split(&mut self.items, |chunk| {
+            for item in chunk {
+                if let Pending::Crypt {
+                    value,
+                    aad,
+                    ordinal,
+                } = item
+                {
+                    open_in_place(aead, value, &aads[aad.clone()])
+                        .map_err(|failure| (*ordinal, failure))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Forgets every recorded leaf, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.aads.clear();
+    }
+
+    /// Every recorded value in walk order, as it stands now.
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.items.iter().map(|item| match item {
+            Pending::Crypt { value, .. } => &**value,
+            Pending::Plain(value) => *value,
+        })
+    }
+}
+
+/// Runs `work` over `items` in contiguous chunks, one per thread; the first failure in item
+/// order wins (chunks are in order, and each stops at its first failure).
+fn run_split<T: Send, E: Send>(
+    items: &mut [T],
+    work: impl Fn(&mut [T]) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (items.len() / VALUES_PER_THREAD).clamp(1, cores.min(MAX_THREADS));
+    if threads == 1 {
+        return work(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(move || work(part)))
+            .collect();
+        let mut outcome = Ok(());
+        for handle in handles {
+            let result = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    })
+}
+
+/// Opens one `ENC[…]` value where it stands: the common layout through the copy-free path,
+/// anything else through the general parser.
+fn open_in_place(aead: &SopsGcm, slot: &mut Value, aad: &[u8]) -> Result<(), LeafFailure> {
+    let Value::Str(text) = slot else {
+        unreachable!("only sealed strings are recorded");
+    };
+    let (type_name, plaintext): (String, Zeroizing<Vec<u8>>) =
+        match value::open_owned(aead, std::mem::take(text), aad) {
+            value::OpenedInPlace::Opened {
+                type_name,
+                plaintext,
+                ..
+            } => (type_name.to_string(), plaintext),
+            value::OpenedInPlace::Failed(source) => return Err(LeafFailure::Open(source)),
+            value::OpenedInPlace::Declined(back) => {
+                let sealed = value::parse(&back).map_err(LeafFailure::Open)?;
+                let type_name = sealed.type_name.to_string();
+                let plaintext = value::open(aead, sealed, aad).map_err(LeafFailure::Open)?;
+                (type_name, plaintext)
+            }
+        };
+    match typed_value(&type_name, plaintext) {
+        Some(opened) => {
+            *slot = opened;
+            Ok(())
+        }
+        None if super::is_known_type(&type_name) => Err(LeafFailure::BadPlaintext(type_name)),
+        None => Err(LeafFailure::UnknownType(type_name)),
+    }
+}
