@@ -114,7 +114,9 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
             failure
         }
     })?;
-    output.write(&text)
+    output.write(&text)?;
+    super::leave_for_exit(opened);
+    Ok(())
 }
 
 /// Maps an opening failure to sops' exit code, with a hint where one helps.

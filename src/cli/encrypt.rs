@@ -89,7 +89,9 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
         config.as_ref(),
         global,
     )?;
-    output.write(&text)
+    output.write(&text)?;
+    super::leave_for_exit(loaded);
+    Ok(())
 }
 
 fn load_failure(input: &Input, err: StoreError) -> Failure {
