@@ -48,6 +48,63 @@ pub struct GroupSpec {
     pub kms: Vec<KmsSpec>,
     /// GCP KMS resource IDs (`gcp_kms`; used with the `gcp` feature).
     pub gcp_kms: Vec<String>,
+    /// Azure Key Vault keys (`azure_keyvault`; used with the `azure` feature).
+    pub azure_kv: Vec<AzureKvSpec>,
+}
+
+/// One Azure Key Vault key of a rule: a key URL (a flat `azure_keyvault` item, or a string in a
+/// key group), or a key_groups map `{vaultUrl, key, version}` (sops' form; version may be empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AzureKvSpec {
+    Url(String),
+    Parts {
+        vault_url: String,
+        key: String,
+        version: String,
+    },
+}
+
+/// A key_groups `azure_keyvault` list: maps `{vaultUrl, key, version}` (sops' form), or key URLs.
+fn azure_kv_list(node: &Node) -> Result<Vec<AzureKvSpec>, String> {
+    let Node::List(list) = node else {
+        return match node {
+            Node::Scalar(s) if s.value == Value::Null => Ok(Vec::new()),
+            _ => Err("expected a list of {vaultUrl, key, version} maps".into()),
+        };
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.nodes().enumerate() {
+        match item {
+            Node::Scalar(_) => match scalar_text(item).map(|t| t.trim().to_string()) {
+                Some(url) if !url.is_empty() => out.push(AzureKvSpec::Url(url)),
+                _ => {
+                    return Err(format!(
+                        "[{i}] must be a {{vaultUrl, key, version}} map or a URL"
+                    ))
+                }
+            },
+            Node::Map(map) => {
+                let field = |name: &str| {
+                    map.pairs()
+                        .find(|p| p.key == name)
+                        .and_then(|p| scalar_text(&p.value))
+                        .map(|t| t.trim().to_string())
+                        .unwrap_or_default()
+                };
+                let (vault_url, key) = (field("vaultUrl"), field("key"));
+                if vault_url.is_empty() || key.is_empty() {
+                    return Err(format!("[{i}] needs vaultUrl and key"));
+                }
+                out.push(AzureKvSpec::Parts {
+                    vault_url,
+                    key,
+                    version: field("version"),
+                });
+            }
+            Node::List(_) => return Err(format!("[{i}] must be a map or a URL")),
+        }
+    }
+    Ok(out)
 }
 
 /// One AWS KMS key of a rule: a flat `kms` item (`arn[+role]`, with the rule's `aws_profile`) or
@@ -163,6 +220,7 @@ impl GroupSpec {
             && self.unsupported.is_empty()
             && self.kms.is_empty()
             && self.gcp_kms.is_empty()
+            && self.azure_kv.is_empty()
     }
 }
 
@@ -407,10 +465,9 @@ fn scalar_text(node: &Node) -> Option<String> {
     }
 }
 
-const UNSUPPORTED_FLAT: [(&str, &str); 5] = [
+const UNSUPPORTED_FLAT: [(&str, &str); 4] = [
     ("kms", "kms"),
     ("gcp_kms", "gcp_kms"),
-    ("azure_keyvault", "azure_kv"),
     ("hc_vault_transit_uri", "hc_vault"),
     ("hckms", "hckms"),
 ];
@@ -444,6 +501,7 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
                     merged.unsupported.extend(nested.unsupported);
                     merged.kms.extend(nested.kms);
                     merged.gcp_kms.extend(nested.gcp_kms);
+                    merged.azure_kv.extend(nested.azure_kv);
                 }
             }
             "hc_vault" => group
@@ -455,15 +513,15 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
             "gcp_kms" => group
                 .gcp_kms
                 .extend(gcp_kms_list(&pair.value).map_err(|e| format!("gcp_kms: {e}"))?),
-            "azure_keyvault" | "hckms" => {
-                let kind = if pair.key == "azure_keyvault" {
-                    "azure_kv"
-                } else {
-                    pair.key.as_str()
-                };
+            "azure_keyvault" => group
+                .azure_kv
+                .extend(azure_kv_list(&pair.value).map_err(|e| format!("azure_keyvault: {e}"))?),
+            "hckms" => {
                 if let Node::List(list) = &pair.value {
                     for item in list.nodes() {
-                        group.unsupported.push((kind.to_string(), describe(item)));
+                        group
+                            .unsupported
+                            .push(("hckms".to_string(), describe(item)));
                     }
                 }
             }
@@ -477,12 +535,14 @@ fn parse_group(map: &Map) -> Result<GroupSpec, String> {
     merged.unsupported.append(&mut group.unsupported);
     merged.kms.append(&mut group.kms);
     merged.gcp_kms.append(&mut group.gcp_kms);
+    merged.azure_kv.append(&mut group.azure_kv);
     let mut group = merged;
     dedup(&mut group.age);
     dedup(&mut group.pgp);
     dedup(&mut group.pkcs11);
     dedup(&mut group.vault);
     dedup(&mut group.gcp_kms);
+    dedup_by_value(&mut group.azure_kv);
     let mut seen = Vec::new();
     group.kms.retain(|k| {
         let new = !seen.contains(k);
@@ -506,6 +566,15 @@ fn describe(node: &Node) -> String {
 fn dedup(items: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     items.retain(|i| seen.insert(i.clone()));
+}
+
+fn dedup_by_value<T: Clone + PartialEq>(items: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::new();
+    items.retain(|i| {
+        let new = !seen.contains(i);
+        seen.push(i.clone());
+        new
+    });
 }
 
 fn parse_rule(map: &Map) -> Result<CreationRule, String> {
@@ -546,6 +615,13 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
                     .map_err(|e| format!("gcp_kms: {e}"))?
                     .iter()
                     .map(|item| item.replace(' ', ""))
+                    .collect()
+            }
+            "azure_keyvault" => {
+                flat.azure_kv = string_list(&pair.value)
+                    .map_err(|e| format!("azure_keyvault: {e}"))?
+                    .into_iter()
+                    .map(AzureKvSpec::Url)
                     .collect()
             }
             "aws_profile" => {
@@ -615,6 +691,7 @@ fn parse_rule(map: &Map) -> Result<CreationRule, String> {
     dedup(&mut flat.pkcs11);
     dedup(&mut flat.vault);
     dedup(&mut flat.gcp_kms);
+    dedup_by_value(&mut flat.azure_kv);
     for key in &mut flat.kms {
         key.aws_profile.clone_from(&flat_aws_profile);
     }

@@ -57,6 +57,9 @@ pub struct AddArgs {
     /// A GCP KMS resource ID of the new group (repeatable; needs the gcp feature)
     #[arg(long, hide = cfg!(not(feature = "gcp")))]
     pub gcp_kms: Vec<String>,
+    /// An Azure Key Vault key URL of the new group (repeatable; needs the azure feature)
+    #[arg(long, hide = cfg!(not(feature = "azure")))]
+    pub azure_kv: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +88,9 @@ pub fn run(command: GroupsCommand, global: &GlobalArgs) -> CliResult {
             ))?);
             new_group.extend(super::keys::listed_gcp_kms_recipients(Some(
                 &args.gcp_kms.join(","),
+            ))?);
+            new_group.extend(super::keys::listed_azure_kv_recipients(Some(
+                &args.azure_kv.join(","),
             ))?);
             if new_group.is_empty() {
                 return Err(Failure::new(

@@ -230,6 +230,80 @@ pub fn listed_gcp_kms_recipients(ids: Option<&str>) -> CliResult<Vec<Box<dyn Rec
     gcp_kms_recipients(&gcp_kms_ids(ids))
 }
 
+/// Azure Key Vault recipients from key URLs; without the `azure` feature any URL is refused.
+#[cfg(feature = "azure")]
+fn azure_kv_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    items
+        .iter()
+        .map(|url| {
+            veil::keys::azure::AzureKvRecipient::parse(url)
+                .map(|r| Box::new(r) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_kv_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match items.first() {
+        Some(_) => Err(unsupported("Azure Key Vault")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Recipients of a rule's `azure_keyvault` keys (URLs, or `{vaultUrl, key, version}` maps).
+#[cfg(feature = "azure")]
+fn azure_kv_spec_recipients(
+    specs: &[veil::config::AzureKvSpec],
+) -> CliResult<Vec<Box<dyn Recipient>>> {
+    use veil::config::AzureKvSpec;
+    use veil::keys::azure::{AzureKvKey, AzureKvRecipient};
+    specs
+        .iter()
+        .map(|spec| {
+            let key = match spec {
+                AzureKvSpec::Url(url) => AzureKvKey::parse(url),
+                AzureKvSpec::Parts {
+                    vault_url,
+                    key,
+                    version,
+                } => AzureKvKey::from_parts(vault_url, key, version),
+            };
+            key.map(|key| Box::new(AzureKvRecipient::new(key)) as Box<dyn Recipient>)
+                .map_err(key_failure)
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_kv_spec_recipients(
+    specs: &[veil::config::AzureKvSpec],
+) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match specs.first() {
+        Some(_) => Err(unsupported("Azure Key Vault")),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Recipients for `rotate --add-azure-kv` and `groups add --azure-kv` (comma-separated URLs).
+pub fn listed_azure_kv_recipients(urls: Option<&str>) -> CliResult<Vec<Box<dyn Recipient>>> {
+    azure_kv_recipients(&urls.map(split_list).unwrap_or_default())
+}
+
+/// Whether `entry` is an Azure Key Vault key named in the comma-separated URL list of
+/// `rotate --rm-azure-kv`: a URL without a version names every version of that key.
+#[cfg(feature = "azure")]
+pub fn is_listed_azure_kv(entry: &KeyEntry, urls: Option<&str>) -> bool {
+    split_list(urls.unwrap_or_default())
+        .iter()
+        .any(|url| veil::keys::azure::AzureKvKey::parse(url).is_ok_and(|key| key.matches(entry)))
+}
+
+#[cfg(not(feature = "azure"))]
+pub fn is_listed_azure_kv(_entry: &KeyEntry, _urls: Option<&str>) -> bool {
+    false
+}
+
 /// The entry names (`arn[+role]`) of `rotate --rm-kms` items.
 pub fn kms_entry_names(arns: Option<&str>) -> Vec<String> {
     arns.map(|text| {
@@ -266,6 +340,7 @@ fn group_recipients(group: &GroupSpec) -> CliResult<Vec<Box<dyn Recipient>>> {
     recipients.extend(vault_recipients(&group.vault, "hc_vault")?);
     recipients.extend(kms_spec_recipients(&group.kms)?);
     recipients.extend(gcp_kms_recipients(&group.gcp_kms)?);
+    recipients.extend(azure_kv_spec_recipients(&group.azure_kv)?);
     Ok(recipients
         .into_iter()
         .map(|recipient| {
@@ -323,6 +398,7 @@ pub fn encrypt_plan(
         (&recipients.kms, "SOPS_KMS_ARN", "AWS KMS"),
         #[cfg(not(feature = "gcp"))]
         (&recipients.gcp_kms, "SOPS_GCP_KMS_IDS", "GCP KMS"),
+        #[cfg(not(feature = "azure"))]
         (
             &recipients.azure_kv,
             "SOPS_AZURE_KEYVAULT_URLS",
@@ -349,7 +425,11 @@ pub fn encrypt_plan(
         .unwrap_or_default();
     let kms = flag_kms_recipients(recipients)?;
     let gcp_kms = gcp_kms_ids(flag_or_env(&recipients.gcp_kms, "SOPS_GCP_KMS_IDS").as_deref());
+    let azure_kv = flag_or_env(&recipients.azure_kv, "SOPS_AZURE_KEYVAULT_URLS")
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
     let groups = if !gcp_kms.is_empty()
+        || !azure_kv.is_empty()
         || !age.is_empty()
         || !pgp.is_empty()
         || !pkcs11.is_empty()
@@ -362,6 +442,7 @@ pub fn encrypt_plan(
         group.extend(vault_recipients(&vault, "HashiCorp Vault")?);
         group.extend(kms);
         group.extend(gcp_kms_recipients(&gcp_kms)?);
+        group.extend(azure_kv_recipients(&azure_kv)?);
         vec![group]
     } else if let Some(rule) = rule {
         rule.key_groups
@@ -483,6 +564,10 @@ pub fn keyring(order_flag: Option<&str>) -> CliResult<Keyring> {
     identities.push(Box::new(veil::keys::aws::KmsIdentity::from_process_env()));
     #[cfg(feature = "gcp")]
     identities.push(Box::new(veil::keys::gcp::GcpKmsIdentity::from_process_env()));
+    #[cfg(feature = "azure")]
+    identities.push(Box::new(
+        veil::keys::azure::AzureKvIdentity::from_process_env(),
+    ));
     Ok(Keyring::new(identities, order))
 }
 
@@ -520,6 +605,14 @@ pub fn recipient_of(entry: &KeyEntry) -> CliResult<Box<dyn Recipient>> {
                 .map(|r| Box::new(r) as Box<dyn Recipient>)
                 .map_err(key_failure)
         }
+        #[cfg(feature = "azure")]
+        KeyEntry::AzureKv { .. } => veil::keys::azure::AzureKvKey::from_entry(entry)
+            .map(|(key, _)| {
+                Box::new(veil::keys::azure::AzureKvRecipient::new(key)) as Box<dyn Recipient>
+            })
+            .ok_or_else(|| unsupported("azure_kv")),
+        // Key types whose feature is off; with every feature on, none is left.
+        #[allow(unreachable_patterns)]
         other => Err(unsupported(other.kind())),
     }
 }

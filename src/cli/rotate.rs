@@ -45,11 +45,14 @@ pub struct KeyChangeArgs {
     /// Remove these GCP KMS resource IDs from every key group
     #[arg(long, hide = cfg!(not(feature = "gcp")))]
     pub rm_gcp_kms: Option<String>,
-    // Azure Key Vault and HuaweiCloud keys are not available yet.
-    #[arg(long, hide = true)]
+    /// Add these Azure Key Vault key URLs (comma-separated) to the first key group
+    #[arg(long, hide = cfg!(not(feature = "azure")))]
     pub add_azure_kv: Option<String>,
-    #[arg(long, hide = true)]
+    /// Remove these Azure Key Vault key URLs (without a version: every version) from every key
+    /// group
+    #[arg(long, hide = cfg!(not(feature = "azure")))]
     pub rm_azure_kv: Option<String>,
+    // HuaweiCloud keys are not available yet.
     /// Add these Vault transit key URIs (comma-separated) to the first key group
     #[arg(long, hide = cfg!(not(feature = "vault")))]
     pub add_hc_vault_transit: Option<String>,
@@ -77,6 +80,8 @@ impl KeyChangeArgs {
             || self.rm_kms.is_some()
             || self.add_gcp_kms.is_some()
             || self.rm_gcp_kms.is_some()
+            || self.add_azure_kv.is_some()
+            || self.rm_azure_kv.is_some()
     }
 
     /// The first cloud key flag given, which this build cannot act on.
@@ -90,7 +95,9 @@ impl KeyChangeArgs {
             (&self.add_gcp_kms, "--add-gcp-kms"),
             #[cfg(not(feature = "gcp"))]
             (&self.rm_gcp_kms, "--rm-gcp-kms"),
+            #[cfg(not(feature = "azure"))]
             (&self.add_azure_kv, "--add-azure-kv"),
+            #[cfg(not(feature = "azure"))]
             (&self.rm_azure_kv, "--rm-azure-kv"),
             #[cfg(not(feature = "vault"))]
             (&self.add_hc_vault_transit, "--add-hc-vault-transit"),
@@ -180,6 +187,9 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
         group
             .keys
             .retain(|entry| !super::keys::is_listed_pkcs11(entry, args.keys.rm_pkcs11.as_deref()));
+        group.keys.retain(|entry| {
+            !super::keys::is_listed_azure_kv(entry, args.keys.rm_azure_kv.as_deref())
+        });
     }
     let mut recipients = super::keys::recipients_of(&groups)?;
     let mut added =
@@ -193,6 +203,9 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     )?);
     added.extend(super::keys::listed_gcp_kms_recipients(
         args.keys.add_gcp_kms.as_deref(),
+    )?);
+    added.extend(super::keys::listed_azure_kv_recipients(
+        args.keys.add_azure_kv.as_deref(),
     )?);
     match recipients.first_mut() {
         Some(first) => first.extend(added),

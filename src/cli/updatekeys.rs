@@ -56,6 +56,27 @@ fn names(groups: &[Vec<Box<dyn Recipient>>]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// An Azure Key Vault key the rule names without a version (`https://…/keys/NAME/`) is the
+/// file's entry for any version of that key: files always record a concrete version.
+fn settle_latest_versions(new: &mut [Vec<String>], old: &[Vec<String>]) {
+    for (index, group) in new.iter_mut().enumerate() {
+        let Some(before) = old.get(index) else {
+            continue;
+        };
+        for name in group.iter_mut() {
+            if !(name.starts_with("https://") && name.contains("/keys/") && name.ends_with('/')) {
+                continue;
+            }
+            if let Some(stored) = before.iter().find(|b| {
+                b.strip_prefix(name.as_str())
+                    .is_some_and(|v| !v.contains('/'))
+            }) {
+                name.clone_from(stored);
+            }
+        }
+    }
+}
+
 fn update_one(
     args: &UpdateKeysArgs,
     global: &GlobalArgs,
@@ -87,7 +108,8 @@ fn update_one(
         .iter()
         .map(|g| g.keys.iter().map(|k| k.name()).collect())
         .collect();
-    let new = names(&wanted);
+    let mut new = names(&wanted);
+    settle_latest_versions(&mut new, &old);
     let threshold = match rule.shamir_threshold {
         0 => metadata.shamir_threshold,
         n => n,

@@ -335,13 +335,59 @@ fn unsupported_key_types_are_kept_with_their_entries() {
         ["projects/p/locations/l/keyRings/r/cryptoKeys/k"]
     );
     assert_eq!(
-        rule.key_groups[0].unsupported,
-        [(
-            "azure_kv".to_string(),
-            "https://v.vault.azure.net/keys/k/1".to_string()
-        ),]
+        rule.key_groups[0].azure_kv,
+        [AzureKvSpec::Url(
+            "https://v.vault.azure.net/keys/k/1".into()
+        )]
     );
+    assert!(rule.key_groups[0].unsupported.is_empty());
     assert!(!rule.key_groups[0].is_empty());
+}
+
+#[test]
+fn azure_keyvault_takes_urls_or_sops_maps_in_key_groups() {
+    // Flat: a comma-separated string or a list of URLs, as sops.
+    for value in [
+        "'https://a.vault.azure.net/keys/k/1, https://b.vault.azure.net/keys/l'",
+        "[https://a.vault.azure.net/keys/k/1, https://b.vault.azure.net/keys/l]",
+    ] {
+        let rule = one_rule(&format!("creation_rules:\n  - azure_keyvault: {value}\n"));
+        assert_eq!(
+            rule.key_groups[0].azure_kv,
+            [
+                AzureKvSpec::Url("https://a.vault.azure.net/keys/k/1".into()),
+                AzureKvSpec::Url("https://b.vault.azure.net/keys/l".into()),
+            ],
+            "{value}"
+        );
+    }
+    // key_groups: sops' {vaultUrl, key, version} maps (version optional), merged and deduplicated.
+    let rule = one_rule(
+        "creation_rules:\n  - key_groups:\n      - azure_keyvault:\n          - vaultUrl: https://a.vault.azure.net\n            key: k\n            version: '1'\n          - vaultUrl: https://a.vault.azure.net\n            key: k\n            version: '1'\n          - https://b.vault.azure.net/keys/l\n        merge:\n          - azure_keyvault:\n              - vaultUrl: https://c.vault.azure.net/\n                key: m\n",
+    );
+    assert_eq!(
+        rule.key_groups[0].azure_kv,
+        [
+            AzureKvSpec::Parts {
+                vault_url: "https://c.vault.azure.net/".into(),
+                key: "m".into(),
+                version: String::new(),
+            },
+            AzureKvSpec::Parts {
+                vault_url: "https://a.vault.azure.net".into(),
+                key: "k".into(),
+                version: "1".into(),
+            },
+            AzureKvSpec::Url("https://b.vault.azure.net/keys/l".into()),
+        ]
+    );
+    let message = invalid_message(
+        "creation_rules:\n  - key_groups:\n      - azure_keyvault:\n          - key: k\n",
+    );
+    assert!(
+        message.contains("azure_keyvault") && message.contains("vaultUrl"),
+        "{message}"
+    );
 }
 
 #[test]

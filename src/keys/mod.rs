@@ -4,6 +4,8 @@
 pub mod age;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(test)]
 pub(crate) mod fake;
 #[cfg(feature = "gcp")]
@@ -144,7 +146,7 @@ pub trait Identity {
 
 /// An error and its sources, `outer: inner: …`, each level once: cloud SDK errors hide the
 /// useful part (unreachable, access denied) a few sources down.
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

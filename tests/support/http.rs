@@ -59,6 +59,16 @@ pub fn read_request(stream: &mut impl Read) -> Option<Request> {
 
 /// Answers with a JSON body and closes the connection.
 pub fn write_json(stream: &mut impl Write, status: u16, answer: &Value) {
+    write_json_with_headers(stream, status, &[], answer);
+}
+
+/// Answers with extra headers (`name`, `value`) and a JSON body, and closes the connection.
+pub fn write_json_with_headers(
+    stream: &mut impl Write,
+    status: u16,
+    extra: &[(&str, String)],
+    answer: &Value,
+) {
     let text = answer.to_string();
     let reason = match status {
         200 => "OK",
@@ -68,9 +78,13 @@ pub fn write_json(stream: &mut impl Write, status: u16, answer: &Value) {
         404 => "Not Found",
         _ => "Error",
     };
+    let headers: String = extra
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+         {headers}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let _ = stream.write_all(response.as_bytes());

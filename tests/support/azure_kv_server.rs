@@ -1,0 +1,608 @@
+//! A loopback stand-in for Azure Key Vault's keys REST API, for veil's tests.
+//!
+//! It follows the published REST reference for what veil (and sops) use, over **HTTPS** (the SDK
+//! sends tokens over TLS only) with a throwaway CA and a separate leaf certificate for
+//! `127.0.0.1` / `localhost`:
+//!
+//! * `POST /keys/{name}/{version}/encrypt?api-version=…` with `{"alg": "RSA-OAEP-256", "value":
+//!   base64url}` → `{"kid": "{vault}/keys/{name}/{version}", "value": base64url}`;
+//! * `POST /keys/{name}/{version}/decrypt?api-version=…`, the same shapes the other way;
+//! * `GET /keys/{name}[/{version}]?api-version=…` → `{"key": {"kid", "kty": "RSA", "n", "e", …},
+//!   "attributes": {…}}` (what sops' `GetKey` reads when a URL has no version).
+//!
+//! An empty version segment (`/keys/k//encrypt`) means the key's latest version, and the `kid`
+//! of the reply names the version used. Each version is a real RSA-2048 key and RSA-OAEP-256
+//! (SHA-256, MGF1-SHA-256) is done for real, so a ciphertext only opens under the key version
+//! that made it. Requests are checked as the service checks them: `api-version` must be a
+//! published one, a POST needs a JSON body with a supported `alg` and a base64url `value`
+//! (no padding). A request without `Authorization` gets the 401 challenge
+//! `WWW-Authenticate: Bearer authorization="https://login.microsoftonline.com/TENANT",
+//! resource="https://vault.azure.net"` that the SDK needs to learn its token scope; an unknown
+//! token gets 401 (with the challenge), a token without access to the key 403, an unknown key or
+//! version 404; errors are Key Vault's `{"error": {"code", "message"}}`.
+//!
+//! It also plays the Microsoft Entra token endpoint for a service principal (point
+//! `AZURE_AUTHORITY_HOST` at the server): `POST /{tenant}/oauth2/v2.0/token` with the form
+//! `grant_type=client_credentials&client_id=…&client_secret=…&scope=https://vault.azure.net/.default`
+//! → `{"token_type": "Bearer", "expires_in", "access_token"}` (a token the vault then accepts), or
+//! 401 `invalid_client` with `AADSTS7000215`. One request per connection, one thread, on
+//! 127.0.0.1 port 0. Only RSA-OAEP-256 is implemented.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use rsa::traits::PublicKeyParts;
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use serde_json::{json, Value};
+
+use crate::http::{read_request, write_json_with_headers, Listener};
+
+/// Key Vault REST API versions the stand-in accepts (published ones).
+const API_VERSIONS: [&str; 9] = [
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6",
+    "2025-07-01",
+    "2026-03-01-preview",
+];
+
+/// One request as the server saw it (headers lower-cased), for assertions.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// The path without the query.
+    pub path: String,
+    pub query: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+struct Version {
+    id: String,
+    key: RsaPrivateKey,
+}
+
+#[derive(Default)]
+struct State {
+    tenant: String,
+    /// token → the keys it may use (`None`: all).
+    tokens: Vec<(String, Option<Vec<String>>)>,
+    /// key name → versions, oldest first.
+    keys: HashMap<String, Vec<Version>>,
+    seen: Vec<Seen>,
+    vault_url: String,
+    /// client_id → client_secret of service principals in the tenant.
+    principals: Vec<(String, String)>,
+    issued: usize,
+}
+
+#[derive(Default)]
+pub struct Builder {
+    state: State,
+}
+
+/// RSA keys are slow to make in a debug build: a few per test binary, handed out in turn.
+fn rsa_key() -> RsaPrivateKey {
+    static POOL: OnceLock<Vec<RsaPrivateKey>> = OnceLock::new();
+    static NEXT: Mutex<usize> = Mutex::new(0);
+    let pool = POOL.get_or_init(|| {
+        (0..4)
+            .map(|_| RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key"))
+            .collect()
+    });
+    let mut next = NEXT.lock().unwrap();
+    *next += 1;
+    pool[*next % pool.len()].clone()
+}
+
+fn version_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Builder {
+    /// The tenant named in the authentication challenge.
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        self.state.tenant = tenant.into();
+        self
+    }
+
+    /// A bearer token that may use every key.
+    pub fn token(mut self, token: &str) -> Self {
+        self.state.tokens.push((token.into(), None));
+        self
+    }
+
+    /// A bearer token that may use only these keys (403 for the others).
+    pub fn limited_token(mut self, token: &str, keys: &[&str]) -> Self {
+        self.state.tokens.push((
+            token.into(),
+            Some(keys.iter().map(|k| k.to_string()).collect()),
+        ));
+        self
+    }
+
+    /// A service principal of the tenant, allowed to use every key.
+    pub fn service_principal(mut self, client_id: &str, secret: &str) -> Self {
+        self.state
+            .principals
+            .push((client_id.into(), secret.into()));
+        self
+    }
+
+    /// An RSA key with `versions` versions (the last is the latest).
+    pub fn key(mut self, name: &str, versions: usize) -> Self {
+        let list = self.state.keys.entry(name.into()).or_default();
+        for _ in 0..versions {
+            list.push(Version {
+                id: version_id(),
+                key: rsa_key(),
+            });
+        }
+        self
+    }
+
+    pub fn start(self) -> AzureKvServer {
+        let certs = test_certificates();
+        let config = Arc::new(server_config(&certs.leaf_pem, &certs.leaf_key_pem));
+        let mut state = self.state;
+        if state.tenant.is_empty() {
+            state.tenant = "00000000-0000-0000-0000-000000000000".into();
+        }
+        let state = Arc::new(Mutex::new(state));
+        let listener = {
+            let state = state.clone();
+            Listener::start(move |stream| {
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                serve(&mut tls, &state);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            })
+        };
+        let vault_url = format!("https://127.0.0.1:{}", listener.port);
+        state.lock().unwrap().vault_url = vault_url.clone();
+        AzureKvServer {
+            vault_url,
+            ca_pem: certs.ca_pem,
+            state,
+            _listener: listener,
+        }
+    }
+}
+
+pub struct AzureKvServer {
+    /// `https://127.0.0.1:PORT`
+    pub vault_url: String,
+    /// The CA that signed the server's certificate, PEM.
+    pub ca_pem: String,
+    state: Arc<Mutex<State>>,
+    _listener: Listener,
+}
+
+impl AzureKvServer {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The key's URL without a version, as users give it to `--azure-kv`.
+    pub fn url(&self, name: &str) -> String {
+        format!("{}/keys/{name}", self.vault_url)
+    }
+
+    /// The key's versions, oldest first.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        self.state.lock().unwrap().keys[name]
+            .iter()
+            .map(|v| v.id.clone())
+            .collect()
+    }
+
+    /// The public half of a key version.
+    pub fn public_key(&self, name: &str, version: &str) -> RsaPublicKey {
+        let state = self.state.lock().unwrap();
+        let v = state.keys[name].iter().find(|v| v.id == version).unwrap();
+        v.key.to_public_key()
+    }
+
+    /// Opens an `enc` (base64url RSA-OAEP-256) with a key version's private key.
+    pub fn open(&self, name: &str, version: &str, enc: &str) -> Option<Vec<u8>> {
+        let state = self.state.lock().unwrap();
+        let v = state.keys.get(name)?.iter().find(|v| v.id == version)?;
+        let bytes = URL_SAFE_NO_PAD.decode(enc).ok()?;
+        v.key.decrypt(Oaep::new::<sha2::Sha256>(), &bytes).ok()
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+}
+
+fn serve(stream: &mut (impl Read + Write), state: &Mutex<State>) {
+    let Some(request) = read_request(stream) else {
+        return;
+    };
+    let (path, query) = match request.target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (request.target.clone(), String::new()),
+    };
+    let (status, extra, answer) = {
+        let mut state = state.lock().unwrap();
+        state.seen.push(Seen {
+            method: request.method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+        });
+        if path == format!("/{}/oauth2/v2.0/token", state.tenant) {
+            issue_token(&mut state, &request.method, &request.headers, &request.body)
+        } else {
+            handle(
+                &state,
+                &request.method,
+                &path,
+                &query,
+                &request.headers,
+                &request.body,
+            )
+        }
+    };
+    let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.clone())).collect();
+    write_json_with_headers(stream, status, &extra, &answer);
+}
+
+type Reply = (u16, Vec<(&'static str, String)>, Value);
+
+fn error(status: u16, code: &str, message: &str) -> Reply {
+    (
+        status,
+        Vec::new(),
+        json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn challenge(state: &State, status: u16, message: &str) -> Reply {
+    let header = format!(
+        "Bearer authorization=\"https://login.microsoftonline.com/{}\", resource=\"https://vault.azure.net\"",
+        state.tenant
+    );
+    (
+        status,
+        vec![("WWW-Authenticate", header)],
+        json!({"error": {"code": "Unauthorized", "message": message}}),
+    )
+}
+
+/// The Entra ID client-credentials grant.
+fn issue_token(
+    state: &mut State,
+    method: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> Reply {
+    let entra_error = |status: u16, error: &str, code: u32, description: &str| -> Reply {
+        (
+            status,
+            Vec::new(),
+            json!({"error": error, "error_description": format!("AADSTS{code}: {description}"), "error_codes": [code]}),
+        )
+    };
+    let form = headers
+        .get("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if method != "POST" || !form {
+        return entra_error(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain a form.",
+        );
+    }
+    let body = String::from_utf8_lossy(body);
+    let field = |name: &str| {
+        body.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_decode(v))
+            .unwrap_or_default()
+    };
+    if field("grant_type") != "client_credentials" {
+        return entra_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            "The grant type is not supported.",
+        );
+    }
+    if field("scope") != "https://vault.azure.net/.default" {
+        return entra_error(
+            400,
+            "invalid_scope",
+            70011,
+            "The provided scope is not valid.",
+        );
+    }
+    let (client_id, secret) = (field("client_id"), field("client_secret"));
+    if !state
+        .principals
+        .iter()
+        .any(|(c, s)| *c == client_id && *s == secret)
+    {
+        return entra_error(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+        );
+    }
+    state.issued += 1;
+    let token = format!("eyJ0eXAiOiJKV1QifQ.issued-{}-{}", client_id, state.issued);
+    state.tokens.push((token.clone(), None));
+    (
+        200,
+        Vec::new(),
+        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
+    )
+}
+
+/// `application/x-www-form-urlencoded` value decoding.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn handle(
+    state: &State,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> Reply {
+    match query_value(query, "api-version") {
+        None => {
+            return error(
+                400,
+                "BadParameter",
+                "The request URI contains an invalid or missing api-version query parameter.",
+            )
+        }
+        Some(v) if !API_VERSIONS.contains(&v) => {
+            return error(
+                400,
+                "BadParameter",
+                &format!("The specified version ({v}) is not recognized."),
+            )
+        }
+        Some(_) => {}
+    }
+    // Authentication first, as the service does: every call needs a bearer token.
+    let Some(auth) = headers.get("authorization") else {
+        return challenge(
+            state,
+            401,
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        );
+    };
+    let Some(token) = auth.strip_prefix("Bearer ") else {
+        return challenge(
+            state,
+            401,
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        );
+    };
+    let Some((_, allowed)) = state.tokens.iter().find(|(t, _)| t == token) else {
+        return challenge(
+            state,
+            401,
+            "AKV10032: Invalid issuer or signature: the access token is not valid.",
+        );
+    };
+    let Some(rest) = path.strip_prefix("/keys/") else {
+        return error(404, "NotFound", "The requested resource was not found.");
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let (name, version, operation) = match (method, parts.as_slice()) {
+        ("GET", [name]) => (*name, "", None),
+        ("GET", [name, version]) => (*name, *version, None),
+        ("POST", [name, version, op]) if *op == "encrypt" || *op == "decrypt" => {
+            (*name, *version, Some(*op))
+        }
+        _ => return error(404, "NotFound", "The requested resource was not found."),
+    };
+    if let Some(keys) = allowed {
+        if !keys.iter().any(|k| k == name) {
+            let action = operation.unwrap_or("get");
+            return (
+                403,
+                Vec::new(),
+                json!({"error": {
+                    "code": "Forbidden",
+                    "message": format!("Caller is not authorized to perform action on resource. Action: 'Microsoft.KeyVault/vaults/keys/{action}/action' Resource: 'keys/{name}'"),
+                    "innererror": {"code": "ForbiddenByRbac"}
+                }}),
+            );
+        }
+    }
+    let Some(versions) = state.keys.get(name) else {
+        return error(
+            404,
+            "KeyNotFound",
+            &format!("A key with (name/id) {name} was not found in this key vault."),
+        );
+    };
+    let found = if version.is_empty() {
+        versions.last()
+    } else {
+        versions.iter().find(|v| v.id == version)
+    };
+    let Some(found) = found else {
+        return error(
+            404,
+            "KeyNotFound",
+            &format!("A key with (name/id) {name}/{version} was not found in this key vault."),
+        );
+    };
+    let kid = format!("{}/keys/{name}/{}", state.vault_url, found.id);
+    let Some(operation) = operation else {
+        let public = found.key.to_public_key();
+        return (
+            200,
+            Vec::new(),
+            json!({
+                "key": {
+                    "kid": kid,
+                    "kty": "RSA",
+                    "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+                    "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+                    "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+                },
+                "attributes": {"enabled": true, "recoveryLevel": "Recoverable+Purgeable"},
+            }),
+        );
+    };
+    let content_type = headers
+        .get("content-type")
+        .map(String::as_str)
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return error(
+            400,
+            "BadParameter",
+            "The request body must be JSON (Content-Type: application/json).",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "BadParameter", "The request body is not valid JSON.");
+    };
+    match body.get("alg").and_then(Value::as_str) {
+        Some("RSA-OAEP-256") => {}
+        Some(other) => {
+            return error(
+                400,
+                "BadParameter",
+                &format!("Algorithm {other} is not supported by this stand-in."),
+            )
+        }
+        None => return error(400, "BadParameter", "Property alg is required."),
+    }
+    let value = match body.get("value").and_then(Value::as_str) {
+        Some(text) => match URL_SAFE_NO_PAD.decode(text) {
+            Ok(bytes) => bytes,
+            Err(_) => return error(400, "BadParameter", "Property value has invalid value."),
+        },
+        None => return error(400, "BadParameter", "Property value is required."),
+    };
+    let padding = || Oaep::new::<sha2::Sha256>();
+    let result = if operation == "encrypt" {
+        // RSA-OAEP-256 with a 2048-bit key takes at most 256 - 2 * 32 - 2 bytes.
+        if value.is_empty() || value.len() > 190 {
+            return error(400, "BadParameter", "Property value has invalid length.");
+        }
+        found
+            .key
+            .to_public_key()
+            .encrypt(&mut rand::thread_rng(), padding(), &value)
+            .expect("RSA-OAEP encryption")
+    } else {
+        match found.key.decrypt(padding(), &value) {
+            Ok(plain) => plain,
+            Err(_) => return error(400, "BadParameter", "The parameter is incorrect."),
+        }
+    };
+    (
+        200,
+        Vec::new(),
+        json!({"kid": kid, "value": URL_SAFE_NO_PAD.encode(result)}),
+    )
+}
+
+fn server_config(cert_pem: &str, key_pem: &str) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate")
+}
+
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+/// A throwaway CA and a separate, non-CA server certificate signed by it, for `127.0.0.1` and
+/// `localhost` (webpki refuses a CA certificate as the server's own).
+pub fn test_certificates() -> TestCertificates {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "veil Azure Key Vault test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    params.is_ca = IsCa::NoCa;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let leaf = params
+        .signed_by(&leaf_key, &issuer)
+        .expect("server certificate");
+    TestCertificates {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
+    }
+}
