@@ -5,111 +5,21 @@
 #![cfg(feature = "aws")]
 
 mod common;
-
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+#[path = "support/moto.rs"]
+mod moto;
 
 use common::*;
+use moto::{moto, Moto};
 
 const PLAIN: &str = "db:\n  user: app\n  password: hunter2\ntoken: s3cr3t\n";
 /// An age recipient whose identity no test has: entries for it can never open a file.
 const AGE_ELSEWHERE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 const ROLE: &str = "arn:aws:iam::123456789012:role/sops-test";
 
-/// A `moto_server` child process, killed when the last test using it is done.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start() -> Option<Moto> {
-        if !have("moto_server") {
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(moto)
-    }
-
-    /// Creates a symmetric KMS key and returns its ARN.
-    fn create_key(&self) -> String {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let config = aws_sdk_kms::Config::builder()
-                .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-                .region(aws_sdk_kms::config::Region::new("us-east-1"))
-                .endpoint_url(&self.endpoint)
-                .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                    "testing", "testing", None, None, "test",
-                ))
-                .build();
-            let client = aws_sdk_kms::Client::from_conf(config);
-            let out = client
-                .create_key()
-                .description("veil test")
-                .send()
-                .await
-                .expect("CreateKey");
-            out.key_metadata()
-                .and_then(|m| m.arn())
-                .expect("key ARN")
-                .to_string()
-        })
-    }
-}
-
-/// One server for the tests running at the same time (a new one if all were done).
-fn moto() -> Option<Arc<Moto>> {
-    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(moto) = shared.upgrade() {
-        return Some(moto);
-    }
-    let moto = Arc::new(Moto::start()?);
-    *shared = Arc::downgrade(&moto);
-    Some(moto)
-}
-
 /// A sandbox with test credentials for the server and no IMDS probing.
 fn sandbox(moto: &Moto) -> Sandbox {
     let mut sandbox = Sandbox::new();
-    sandbox
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.endpoint.clone())
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    moto.credentials(&mut sandbox);
     sandbox.write("app.yaml", PLAIN);
     sandbox
 }
@@ -343,18 +253,27 @@ fn bad_arns_and_unreachable_endpoints_fail_cleanly() {
     );
     assert!(stderr.contains(missing), "{stderr}");
 
-    // Nothing listens: a prompt error naming the key, no hang.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    sandbox.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"));
+    // Nothing listens: an error naming the key and saying why, for encrypt (1) and decrypt
+    // (128, no key could open the file).
     let arn = moto.create_key();
-    let started = Instant::now();
+    ok(sandbox.run(&["encrypt", "-i", "--kms", &arn, "app.yaml"], None));
+    sandbox.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", closed_port()),
+    );
+    sandbox.write("new.yaml", PLAIN);
     let stderr = fails_with(
-        sandbox.run(&["encrypt", "--kms", &arn, "app.yaml"], None),
+        sandbox.run(&["encrypt", "--kms", &arn, "new.yaml"], None),
         1,
     );
     assert!(stderr.contains(&arn), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    let stderr = fails_with(sandbox.run(&["decrypt", "app.yaml"], None), 128);
+    assert!(stderr.contains(&format!("kms {arn}: ")), "{stderr}");
+    assert!(stderr.contains("AWS KMS is unreachable"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(
+        !stderr.contains("testing"),
+        "no credentials in messages: {stderr}"
+    );
 }

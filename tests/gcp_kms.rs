@@ -258,17 +258,19 @@ fn google_credentials_json_is_used_before_the_token() {
 }
 
 #[test]
-fn an_unreachable_service_fails_quickly_with_128() {
+fn an_unreachable_service_fails_with_128() {
     let server = server();
     let sandbox = sandbox(&server);
     ok(sandbox.run(&["encrypt", "-i", "--gcp-kms", KEY_A, "app.yaml"], None));
     let mut away = Sandbox::new();
     away.write("app.yaml", sandbox.read("app.yaml"));
-    away.env("SOPS_GCP_KMS_ENDPOINT", "http://127.0.0.1:9");
+    away.env(
+        "SOPS_GCP_KMS_ENDPOINT",
+        format!("http://127.0.0.1:{}", closed_port()),
+    );
     away.env("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN);
-    let started = std::time::Instant::now();
     let stderr = fails_with(away.run(&["decrypt", "app.yaml"], None), 128);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    assert!(stderr.contains(KEY_A), "{stderr}");
+    assert!(stderr.contains(&format!("gcp_kms {KEY_A}: ")), "{stderr}");
+    assert!(stderr.contains("GCP KMS is unreachable"), "{stderr}");
     assert!(!stderr.contains(TOKEN), "{stderr}");
 }

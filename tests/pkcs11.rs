@@ -3,124 +3,13 @@
 #![cfg(feature = "pkcs11")]
 
 mod common;
-
-use std::path::{Path, PathBuf};
+#[path = "support/softhsm.rs"]
+mod softhsm;
 
 use common::*;
+use softhsm::*;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const PIN: &str = "471123";
-const WRONG_PIN: &str = "999317";
-const SO_PIN: &str = "12345678";
 const PLAIN: &str = "db:\n  password: hunter2\nport: 5432\n";
-
-/// A sandbox whose SoftHSM2 has one token `label` with an AES-256 key `sops-aes` (id 01) and
-/// an RSA-2048 pair `sops-rsa` (id 02). The PIN is in the file `pin.txt` of the sandbox.
-struct Hsm {
-    sandbox: Sandbox,
-    pin_file: PathBuf,
-    label: String,
-}
-
-impl Hsm {
-    fn new(label: &str) -> Option<Hsm> {
-        if !have("softhsm2-util") || !have("pkcs11-tool") {
-            return None;
-        }
-        if !Path::new(MODULE).exists() {
-            eprintln!("SKIPPED: {MODULE} is missing (.ci/run installs softhsm2)");
-            return None;
-        }
-        let mut sandbox = Sandbox::new();
-        let base = sandbox.dir.path().join("softhsm");
-        std::fs::create_dir_all(base.join("tokens")).unwrap();
-        let conf = base.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                base.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        sandbox.env("SOFTHSM2_CONF", conf.display().to_string());
-        let pin_file = sandbox.dir.path().join("pin.txt");
-        std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
-        let hsm = Hsm {
-            sandbox,
-            pin_file,
-            label: label.to_string(),
-        };
-        // Test tokens only: these throw-away PINs are given on the tools' command lines.
-        hsm.tool(
-            "softhsm2-util",
-            &[
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                PIN,
-            ],
-        );
-        hsm.keygen(&[
-            "--keygen",
-            "--key-type",
-            "AES:32",
-            "--label",
-            "sops-aes",
-            "--id",
-            "01",
-        ]);
-        hsm.keygen(&[
-            "--keypairgen",
-            "--key-type",
-            "rsa:2048",
-            "--label",
-            "sops-rsa",
-            "--id",
-            "02",
-        ]);
-        Some(hsm)
-    }
-
-    fn tool(&self, program: &str, args: &[&str]) {
-        let out = run_with_stdin(self.sandbox.program(program).args(args), None);
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn keygen(&self, args: &[&str]) {
-        let mut all = vec![
-            "--module",
-            MODULE,
-            "--login",
-            "--pin",
-            PIN,
-            "--token-label",
-            &self.label,
-        ];
-        all.extend_from_slice(args);
-        self.tool("pkcs11-tool", &all);
-    }
-
-    /// The URI of a key of this token, with the module and `extra` query attributes.
-    fn uri(&self, path: &str, extra: &str) -> String {
-        format!(
-            "pkcs11:token={};{path}?module-path={MODULE}{extra}",
-            self.label
-        )
-    }
-
-    fn pin_source(&self) -> String {
-        format!("&pin-source=file:{}", self.pin_file.display())
-    }
-}
 
 fn yaml(text: &str) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(text).unwrap()

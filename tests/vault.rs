@@ -123,6 +123,47 @@ fn a_wrong_token_fails_with_128_naming_the_key_and_not_the_token() {
 }
 
 #[test]
+fn an_unreachable_server_fails_with_128_naming_the_key() {
+    let server = server();
+    let text = encrypted(&server).read("app.yaml");
+    let port = format!("127.0.0.1:{}", server.port);
+    assert!(text.contains(&port), "{text}");
+    let closed = format!("127.0.0.1:{}", closed_port());
+    let mut sandbox = Sandbox::new();
+    sandbox.write("app.yaml", text.replace(&port, &closed));
+    sandbox.env("VAULT_TOKEN", TOKEN);
+    let stderr = fails_with(sandbox.run(&["decrypt", "app.yaml"], None), 128);
+    let key = format!("http://{closed}/v1/transit/keys/app");
+    assert!(stderr.contains(&format!("hc_vault {key}: ")), "{stderr}");
+    assert!(stderr.contains("is unreachable"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}
+
+#[test]
+fn a_sealed_server_is_asked_again_a_bounded_number_of_times() {
+    let server = server();
+    let sandbox = encrypted(&server);
+    let decrypts_seen = || {
+        server
+            .seen()
+            .iter()
+            .filter(|s| s.path.contains("/decrypt/"))
+            .count()
+    };
+    // Two 503s, then an answer: the third attempt opens the file.
+    server.answer_unavailable(2);
+    decrypts(&sandbox);
+    assert_eq!(decrypts_seen(), 3);
+    // Always 503: three attempts in all, then 128 with Vault's message.
+    server.answer_unavailable(usize::MAX);
+    let stderr = fails_with(sandbox.run(&["decrypt", "app.yaml"], None), 128);
+    assert!(stderr.contains("503"), "{stderr}");
+    assert!(stderr.contains("Vault is sealed"), "{stderr}");
+    assert_eq!(decrypts_seen(), 6);
+    server.answer_unavailable(0);
+}
+
+#[test]
 fn no_token_at_all_fails_with_a_hint() {
     let server = server();
     let sandbox = fresh_copy(&encrypted(&server));

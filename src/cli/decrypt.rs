@@ -24,7 +24,8 @@ pub struct DecryptArgs {
     /// Decrypt even if the MAC does not match
     #[arg(long)]
     pub ignore_mac: bool,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     #[command(flatten)]

@@ -34,7 +34,8 @@ pub struct ExecEnvArgs {
     /// Replace the veil process with the command instead of running it as a child
     #[arg(long)]
     pub same_process: bool,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     /// Decrypt even if the MAC does not match
@@ -60,7 +61,8 @@ pub struct ExecFileArgs {
     /// The name of the decrypted file inside its private directory (default tmp-file)
     #[arg(long)]
     pub filename: Option<PathBuf>,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     /// Decrypt even if the MAC does not match

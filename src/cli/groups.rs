@@ -30,7 +30,8 @@ pub struct Common {
     /// Number of key groups needed to recover the data key
     #[arg(long)]
     pub shamir_secret_sharing_threshold: Option<usize>,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
 }

@@ -131,7 +131,8 @@ pub struct RotateArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyChangeArgs,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     /// Open even if the MAC does not match

@@ -57,7 +57,8 @@ pub struct OpenArgs {
     /// Open even if the MAC does not match
     #[arg(long)]
     pub ignore_mac: bool,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     /// Accepted for sops compatibility: set and unset keep the file's key groups

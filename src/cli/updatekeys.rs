@@ -27,7 +27,8 @@ pub struct UpdateKeysArgs {
     /// Input format (default: from the file extension)
     #[arg(long)]
     pub input_type: Option<String>,
-    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER)
+    /// Key types to try first, e.g. age,pgp (env SOPS_DECRYPTION_ORDER); offline keys (age, pgp,
+    /// pkcs11) still go before network keys
     #[arg(long)]
     pub decryption_order: Option<String>,
     /// The encrypted files

@@ -17,12 +17,12 @@
 //! file, failing command, malformed line) is reported when no identity opens the entry. Reports
 //! name the source (variable, path, line number) and never the key text.
 
-use std::cell::OnceCell;
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Write};
 use std::iter;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::plugin::{IdentityPluginV1, RecipientPluginV1};
@@ -175,8 +175,9 @@ struct Sources {
 /// All the age identities available to this process. Gathered on first use.
 pub struct AgeIdentities {
     sources: Sources,
-    /// Identities from files and variables, which do not depend on the entry being opened.
-    fixed: OnceCell<Found>,
+    /// Identities from files and variables, which do not depend on the entry being opened;
+    /// gathered on first use. (A lock, not a once-cell: passphrase identities are not `Sync`.)
+    fixed: Mutex<Option<Found>>,
 }
 
 impl AgeIdentities {
@@ -219,7 +220,7 @@ impl AgeIdentities {
                 age_key_cmd: var("SOPS_AGE_KEY_CMD"),
                 config_dir,
             },
-            fixed: OnceCell::new(),
+            fixed: Mutex::new(None),
         }
     }
 
@@ -299,7 +300,8 @@ impl AgeIdentities {
     fn open(&self, recipient: &str, enc: &str) -> Result<KeyPart, String> {
         let ciphertext = dearmor(enc)?;
         let stanzas = header_stanzas(&ciphertext);
-        let fixed = self.fixed.get_or_init(|| self.gather_fixed());
+        let mut fixed = self.fixed.lock().unwrap_or_else(PoisonError::into_inner);
+        let fixed = fixed.get_or_insert_with(|| self.gather_fixed());
         let dynamic = self.gather_from_commands(recipient);
 
         // Source order (commands last), except that identities needing a passphrase go after
@@ -316,7 +318,7 @@ impl AgeIdentities {
             .filter(|c| !c.locked)
             .chain(all.iter().filter(|c| c.locked))
             .filter(|c| usable(c))
-            .map(|c| c.identity.as_ref())
+            .map(|c| c.identity.as_ref() as &dyn age::Identity)
             .collect();
 
         let problems: Vec<&String> = fixed.problems.iter().chain(&dynamic.problems).collect();
@@ -386,7 +388,7 @@ fn plural(count: usize, one: &str, many: &str) -> String {
 
 /// One identity and what it takes to use it.
 struct Candidate {
-    identity: Box<dyn age::Identity>,
+    identity: Box<dyn age::Identity + Send>,
     /// Needs a passphrase typed at the terminal.
     locked: bool,
     /// For encrypted SSH keys: the stanza prefix (`ssh-ed25519 <tag>`) it can open.
@@ -545,7 +547,7 @@ impl Found {
 }
 
 /// Parses one identity line; the error never contains the line.
-fn parse_identity(text: &str) -> Result<Box<dyn age::Identity>, String> {
+fn parse_identity(text: &str) -> Result<Box<dyn age::Identity + Send>, String> {
     if text.starts_with("AGE-PLUGIN-") {
         let identity: age::plugin::Identity = text
             .parse()

@@ -14,8 +14,12 @@
 //! `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_KMS` / `AWS_ENDPOINT_URL_STS` (or `endpoint_url` in the
 //! profile); set `AWS_EC2_METADATA_DISABLED=true` to skip the IMDS probe off EC2.
 //!
+//! Timeouts and retries follow veil's network policy (`net.rs`): the SDK's connect timeout, read
+//! and per-attempt timeouts, and standard retries with `net::ATTEMPTS` attempts and its backoff,
+//! for KMS and for STS alike. A service that cannot be reached is reported as "unreachable".
+//!
 //! The SDK is async: a tokio current_thread runtime is built the first time a KMS key is used,
-//! and only then; the rest of veil stays synchronous. Clients are kept per region, profile and
+//! and only then; the rest of veil stays synchronous (the keyring's threads each block on it). Clients are kept per region, profile and
 //! role for the life of the process, so a file with many KMS entries assumes a role once.
 //! Errors name the key and carry the service's error code and message, never key material; the
 //! unwrapped part is moved straight into a zeroizing buffer.
@@ -23,7 +27,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
+use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::config::{ProvideCredentials, Region};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
@@ -32,7 +38,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use regex::Regex;
 
-use super::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
+use super::{net, Identity, KeyEntry, KeyError, KeyPart, Recipient};
 
 const KIND: &str = "kms";
 /// sops' `arnRegex`: the region is the first group.
@@ -175,12 +181,25 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The service's code and message for a failed call (never the request, so never key material).
+/// The service's code and message for a failed call (never the request, so never key material);
+/// a call that got no answer says the service is unreachable.
 fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    match err {
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+            return format!("AWS KMS is unreachable: {}", super::error_chain(err))
+        }
+        SdkError::TimeoutError(_) => {
+            return format!(
+                "AWS KMS is unreachable: no answer in time ({})",
+                super::error_chain(err)
+            )
+        }
+        _ => {}
+    }
     match err.as_service_error() {
         Some(service) => match (service.code(), service.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -222,9 +241,23 @@ impl Kms {
         if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(&id).cloned()) {
             return Ok(client);
         }
+        let timeouts = net::timeouts()?;
         let client = self.runtime.block_on(async {
-            let mut loader =
-                aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.clone()));
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(region.clone()))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(timeouts.connect)
+                        .read_timeout(timeouts.read)
+                        .operation_attempt_timeout(timeouts.read)
+                        .build(),
+                )
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(net::ATTEMPTS)
+                        .with_initial_backoff(net::backoff(2))
+                        .with_max_backoff(net::backoff(u32::MAX)),
+                );
             if !key.aws_profile.is_empty() {
                 loader = loader.profile_name(&key.aws_profile);
             }

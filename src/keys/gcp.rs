@@ -13,12 +13,16 @@
 //! `SOPS_GCP_KMS_UNIVERSE_DOMAIN` selects another universe. `SOPS_GCP_KMS_CLIENT_TYPE` is accepted
 //! but veil always speaks REST: `rest` and `grpc` reach the same service methods.
 //!
+//! Timeouts and retries follow veil's network policy (`net.rs`): each attempt may take the
+//! reply timeout (this client has no separate connect timeout), retryable errors are tried
+//! `net::ATTEMPTS` times with its backoff, and a service that cannot be reached is reported as
+//! "unreachable".
+//!
 //! The client is async: a tokio current_thread runtime is built the first time a GCP key is used,
 //! and only then. Errors name the key and carry the service's status and message, never key
 //! material or credentials; the unwrapped part is moved straight into a zeroizing buffer.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -32,11 +36,9 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use regex::Regex;
 use zeroize::Zeroizing;
 
-use super::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
+use super::{net, Identity, KeyEntry, KeyError, KeyPart, Recipient};
 
 const KIND: &str = "gcp_kms";
-/// Attempts per call when the service is unavailable (retryable errors only).
-const ATTEMPTS: u32 = 3;
 /// sops' resource ID pattern (`gcpkms/keysource.go`).
 const RESOURCE_PATTERN: &str = r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$";
 
@@ -243,10 +245,14 @@ impl CredentialsProvider for StaticToken {
     }
 }
 
-/// The service's status and message for a failed call (never the request, so never key material).
+/// The service's status and message for a failed call (never the request, so never key
+/// material); a call that got no answer says the service is unreachable.
 fn describe(err: &google_cloud_kms_v1::Error) -> String {
     match err.status() {
         Some(status) => format!("{:?}: {}", status.code, status.message),
+        None if err.is_connect() || err.is_io() || err.is_timeout() => {
+            format!("GCP KMS is unreachable: {}", super::error_chain(err))
+        }
         None => super::error_chain(err),
     }
 }
@@ -285,17 +291,19 @@ impl Client {
             .client
             .get_or_init(|| {
                 let credentials = self.settings.credentials()?;
+                let timeouts = net::timeouts()?;
                 // A few quick attempts: an unreachable service must not stall other keys.
-                let retry = Aip194Strict.with_attempt_limit(ATTEMPTS);
+                let retry = Aip194Strict.with_attempt_limit(net::ATTEMPTS);
                 let backoff = ExponentialBackoffBuilder::new()
-                    .with_initial_delay(Duration::from_millis(200))
-                    .with_maximum_delay(Duration::from_secs(1))
+                    .with_initial_delay(net::backoff(2))
+                    .with_maximum_delay(net::backoff(u32::MAX))
                     .build()
                     .map_err(|e| format!("cannot configure the GCP KMS client: {e}"))?;
                 let mut builder = KeyManagementService::builder()
                     .with_credentials(credentials)
                     .with_retry_policy(retry)
-                    .with_backoff_policy(backoff);
+                    .with_backoff_policy(backoff)
+                    .with_attempt_timeout(timeouts.read);
                 if let Some(endpoint) = self.settings.endpoint_url() {
                     builder = builder.with_endpoint(endpoint);
                 } else if let Some(ud) = &self.settings.universe_domain {

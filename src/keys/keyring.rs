@@ -1,18 +1,44 @@
 //! Recovering a file's data key from its key groups with the identities at hand.
+//!
+//! How keys are tried: in each group the offline keys (age, PGP, PKCS#11: files, gpg, a local
+//! token) come first, one after another in decryption order, and the first that opens wins.
+//! Only when none does are the group's network keys (AWS KMS, GCP KMS, Azure Key Vault, Vault
+//! transit, and types veil does not know) asked, all at once, each on its own thread: the first
+//! answer that opens wins and the slower ones are not waited for (their threads are left to
+//! finish or to be ended with the process). An explicit `--decryption-order` orders the offline
+//! keys among themselves and the network keys among themselves; it never puts a network key
+//! before an offline one. With several key groups (Shamir), the offline keys of every group are
+//! tried before any network key, and no group is opened once the threshold of parts is reached,
+//! so a file that offline keys open never touches the network. (sops tries every key of every
+//! group one after another, in decryption order; the data key is the same either way.)
+//!
+//! The failure report lists every key tried, in that order (offline keys, then network keys,
+//! each in decryption order), whatever order the answers came in.
 
 use std::fmt;
+use std::sync::{mpsc, Arc};
 
 use super::{Identity, KeyEntry, KeyPart};
 use crate::crypt::DataKey;
 use crate::metadata::Metadata;
 
-/// The key types sops knows, which `--decryption-order` may name.
-const KNOWN_TYPES: [&str; 7] = [
-    "age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms",
+/// The key types sops knows, which `--decryption-order` may name (and veil's `pkcs11`).
+const KNOWN_TYPES: [&str; 8] = [
+    "age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms", "pkcs11",
 ];
 
-/// In which order the keys of a group are tried: offline keys first by default (age, pgp), then
-/// the others in the order they are stored.
+/// The key types whose keys are on this machine (identity files, gpg, a local token): tried
+/// first and one at a time. Every other type (and every unknown one) reaches out to a service.
+const OFFLINE_TYPES: [&str; 3] = ["age", "pgp", "pkcs11"];
+
+/// Whether keys of this type are opened without the network.
+pub fn is_offline(kind: &str) -> bool {
+    OFFLINE_TYPES.contains(&kind)
+}
+
+/// In which order the keys of a group are tried: offline keys first, by default age then pgp
+/// then pkcs11; then the others, in the order they are stored. A given order sorts the offline
+/// keys and the network keys each among themselves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecryptionOrder(Vec<String>);
 
@@ -46,10 +72,11 @@ impl DecryptionOrder {
             .unwrap_or(self.0.len() + usize::from(!KNOWN_TYPES.contains(&kind)))
     }
 
-    /// The group's keys in the order to try them (a stable sort keeps stored order within a type).
+    /// The group's keys in the order to try them: offline before network, then by rank (a
+    /// stable sort keeps stored order within a type).
     fn sorted<'a>(&self, keys: &'a [KeyEntry]) -> Vec<&'a KeyEntry> {
         let mut sorted: Vec<&KeyEntry> = keys.iter().collect();
-        sorted.sort_by_key(|k| self.rank(k.kind()));
+        sorted.sort_by_key(|k| (!is_offline(k.kind()), self.rank(k.kind())));
         sorted
     }
 }
@@ -101,58 +128,166 @@ impl fmt::Display for RecoveryError {
     }
 }
 
+/// The identities of this process, shared with the threads that ask network services.
+type Identities = Arc<[Box<dyn Identity>]>;
+
 /// The identities available to this process and the order to try keys in.
 pub struct Keyring {
-    identities: Vec<Box<dyn Identity>>,
+    identities: Identities,
     order: DecryptionOrder,
+}
+
+/// Which keys of a group a pass tries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Offline,
+    Network,
+}
+
+/// Offers one entry to every identity: the first part unwrapped, else why each identity that
+/// claimed the entry failed (or that none did).
+fn try_entry(
+    identities: &[Box<dyn Identity>],
+    entry: &KeyEntry,
+) -> Result<KeyPart, Vec<KeyFailure>> {
+    let failure = |reason: String| KeyFailure {
+        kind: entry.kind(),
+        name: entry.name(),
+        reason,
+    };
+    let mut failures = Vec::new();
+    for identity in identities {
+        match identity.unwrap(entry) {
+            None => continue,
+            Some(Ok(part)) => return Ok(part),
+            Some(Err(err)) => failures.push(failure(err.reason)),
+        }
+    }
+    if failures.is_empty() {
+        failures.push(failure(format!(
+            "veil cannot use {} keys in this build",
+            entry.kind()
+        )));
+    }
+    Err(failures)
 }
 
 impl Keyring {
     pub fn new(identities: Vec<Box<dyn Identity>>, order: DecryptionOrder) -> Self {
-        Keyring { identities, order }
+        Keyring {
+            identities: identities.into(),
+            order,
+        }
     }
 
-    /// Unwraps one group's part: the first key that opens wins.
-    fn open_group(&self, keys: &[KeyEntry]) -> Result<KeyPart, Vec<KeyFailure>> {
+    /// One pass over a group's keys: the first that opens wins.
+    fn open_group(&self, keys: &[KeyEntry], pass: Pass) -> Result<KeyPart, Vec<KeyFailure>> {
+        let entries: Vec<&KeyEntry> = self
+            .order
+            .sorted(keys)
+            .into_iter()
+            .filter(|k| is_offline(k.kind()) == (pass == Pass::Offline))
+            .collect();
+        if pass == Pass::Network && entries.len() > 1 {
+            return self.open_concurrently(&entries);
+        }
         let mut failures = Vec::new();
-        for entry in self.order.sorted(keys) {
-            let mut claimed = false;
-            for identity in &self.identities {
-                match identity.unwrap(entry) {
-                    None => continue,
-                    Some(Ok(part)) => return Ok(part),
-                    Some(Err(err)) => {
-                        claimed = true;
-                        failures.push(KeyFailure {
-                            kind: entry.kind(),
-                            name: entry.name(),
-                            reason: err.reason,
-                        });
-                    }
-                }
-            }
-            if !claimed {
-                let reason = format!("veil cannot use {} keys in this build", entry.kind());
-                failures.push(KeyFailure {
-                    kind: entry.kind(),
-                    name: entry.name(),
-                    reason,
-                });
+        for entry in entries {
+            match try_entry(&self.identities, entry) {
+                Ok(part) => return Ok(part),
+                Err(more) => failures.extend(more),
             }
         }
         Err(failures)
     }
 
-    /// Recovers the data key of a file.
+    /// Asks for every entry at once, one thread each; returns with the first part unwrapped,
+    /// without waiting for the others. Failures are reported in the entries' order.
+    fn open_concurrently(&self, entries: &[&KeyEntry]) -> Result<KeyPart, Vec<KeyFailure>> {
+        let (sender, answers) = mpsc::channel();
+        for (index, entry) in entries.iter().enumerate() {
+            let identities = Arc::clone(&self.identities);
+            let owned = (*entry).clone();
+            let to_keyring = sender.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("veil-key-{index}"))
+                .spawn(move || {
+                    // The keyring may have its part already and be gone: then this one's
+                    // answer (zeroized on drop) is not needed.
+                    let _ = to_keyring.send((index, try_entry(&identities, &owned)));
+                });
+            if spawned.is_err() {
+                let _ = sender.send((index, try_entry(&self.identities, entry)));
+            }
+        }
+        drop(sender);
+        let mut failures: Vec<Option<Vec<KeyFailure>>> = vec![None; entries.len()];
+        // Ends when every thread has answered (or ended without answering).
+        for (index, answer) in answers {
+            match answer {
+                Ok(part) => return Ok(part),
+                Err(why) => failures[index] = Some(why),
+            }
+        }
+        Err(failures
+            .into_iter()
+            .zip(entries)
+            .flat_map(|(failure, entry)| {
+                failure.unwrap_or_else(|| {
+                    vec![KeyFailure {
+                        kind: entry.kind(),
+                        name: entry.name(),
+                        reason: "the attempt ended without an answer (internal error)".into(),
+                    }]
+                })
+            })
+            .collect())
+    }
+
+    /// Recovers the data key of a file: offline keys of every group first, then network keys
+    /// of the groups still needed, stopping as soon as enough parts are there.
     pub fn recover(&self, metadata: &Metadata) -> Result<DataKey, RecoveryError> {
         let groups = &metadata.key_groups;
-        if groups.len() == 1 {
-            let part = self
-                .open_group(&groups[0].keys)
-                .map_err(|f| RecoveryError {
-                    groups: vec![f],
-                    shares: None,
-                })?;
+        let single = groups.len() == 1;
+        let needed = if single {
+            1
+        } else if metadata.shamir_threshold == 0 {
+            groups.len()
+        } else {
+            // Combining takes at least two shares, whatever a file says.
+            metadata.shamir_threshold.max(2)
+        };
+        let mut parts: Vec<Option<KeyPart>> = groups.iter().map(|_| None).collect();
+        let mut report: Vec<Vec<KeyFailure>> = vec![Vec::new(); groups.len()];
+        let mut found = 0;
+        for pass in [Pass::Offline, Pass::Network] {
+            for (index, group) in groups.iter().enumerate() {
+                if found >= needed {
+                    break;
+                }
+                if parts[index].is_some() {
+                    continue;
+                }
+                match self.open_group(&group.keys, pass) {
+                    Ok(part) => {
+                        parts[index] = Some(part);
+                        report[index].clear();
+                        found += 1;
+                    }
+                    Err(failures) => report[index].extend(failures),
+                }
+            }
+        }
+        let shares = (!single).then_some((found, needed));
+        if found < needed || found == 0 {
+            return Err(RecoveryError {
+                groups: report,
+                shares,
+            });
+        }
+        let parts: Vec<KeyPart> = parts.into_iter().flatten().collect();
+        if single {
+            let part = &parts[0];
             return DataKey::from_bytes(part.as_bytes()).ok_or_else(|| RecoveryError {
                 groups: vec![vec![KeyFailure {
                     kind: "data key",
@@ -160,28 +295,6 @@ impl Keyring {
                     reason: format!("unwrapped to {} bytes, expected 32", part.as_bytes().len()),
                 }]],
                 shares: None,
-            });
-        }
-        let needed = if metadata.shamir_threshold == 0 {
-            groups.len()
-        } else {
-            metadata.shamir_threshold
-        };
-        let mut parts = Vec::new();
-        let mut report = Vec::new();
-        for group in groups {
-            match self.open_group(&group.keys) {
-                Ok(part) => {
-                    parts.push(part);
-                    report.push(Vec::new());
-                }
-                Err(failures) => report.push(failures),
-            }
-        }
-        if parts.len() < needed {
-            return Err(RecoveryError {
-                groups: report,
-                shares: Some((parts.len(), needed)),
             });
         }
         let shares: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
@@ -203,6 +316,9 @@ mod tests {
     use super::*;
     use crate::keys::{KeyError, KeyPart};
     use crate::metadata::KeyGroup;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     /// Opens age entries whose `enc` is the hex of the part, fails pgp entries.
     struct Fake;
@@ -328,6 +444,164 @@ mod tests {
         let err = keyring.recover(&metadata(groups, 2)).err().unwrap();
         assert_eq!(err.shares, Some((1, 2)));
         assert!(err.to_string().contains("group 2:"), "{err}");
+    }
+
+    /// A network key service for `kms` entries, by ARN: `slow` waits for `release` (at most a
+    /// minute, so a keyring that waits for it fails its test instead of hanging) and then
+    /// fails; `fail` fails at once and tells `on_fail`; any other ARN opens, its part the hex
+    /// in `enc`. Counts its calls.
+    #[derive(Default)]
+    struct Network {
+        calls: AtomicUsize,
+        release: Mutex<Option<mpsc::Receiver<()>>>,
+        on_fail: Mutex<Option<mpsc::Sender<()>>>,
+        slow_answered: AtomicBool,
+    }
+
+    impl Identity for Arc<Network> {
+        fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>> {
+            let KeyEntry::Kms { arn, enc, .. } = entry else {
+                return None;
+            };
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let failed = |reason: &str| {
+                Some(Err(KeyError {
+                    kind: "kms",
+                    name: entry.name(),
+                    reason: reason.into(),
+                }))
+            };
+            match arn.as_str() {
+                "slow" => {
+                    let release = self.release.lock().unwrap().take();
+                    if let Some(release) = release {
+                        let _ = release.recv_timeout(Duration::from_secs(60));
+                    }
+                    self.slow_answered.store(true, Ordering::SeqCst);
+                    failed("unreachable")
+                }
+                "fail" => {
+                    if let Some(tell) = self.on_fail.lock().unwrap().take() {
+                        let _ = tell.send(());
+                    }
+                    failed("access denied")
+                }
+                _ => Some(Ok(KeyPart::new(hex(enc)))),
+            }
+        }
+    }
+
+    fn kms(arn: &str, enc: &str) -> KeyEntry {
+        KeyEntry::Kms {
+            arn: arn.into(),
+            role: String::new(),
+            context: vec![],
+            created_at: String::new(),
+            enc: enc.into(),
+            aws_profile: String::new(),
+        }
+    }
+
+    fn with_network(network: &Arc<Network>, order: DecryptionOrder) -> Keyring {
+        Keyring::new(vec![Box::new(Fake), Box::new(Arc::clone(network))], order)
+    }
+
+    #[test]
+    fn the_first_network_key_to_open_wins_without_waiting_for_a_slower_one() {
+        let network = Arc::new(Network::default());
+        let (release, released) = mpsc::channel();
+        *network.release.lock().unwrap() = Some(released);
+        let key = [9u8; 32];
+        // The slow key comes first in the file: tried one after the other, it would hold the
+        // fast one up until released, which happens only once `recover` has returned.
+        let meta = metadata(vec![vec![kms("slow", ""), kms("fast", &to_hex(&key))]], 0);
+        let keyring = with_network(&network, DecryptionOrder::default());
+        let recovered = keyring.recover(&meta).expect("the fast key opens");
+        assert_eq!(recovered.as_bytes(), &key);
+        assert!(
+            !network.slow_answered.load(Ordering::SeqCst),
+            "recover waited for the slow key"
+        );
+        let _ = release.send(());
+    }
+
+    #[test]
+    fn offline_keys_that_open_keep_the_network_out() {
+        let network = Arc::new(Network::default());
+        let key = [3u8; 32];
+        let group = vec![kms("counted", &to_hex(&key)), pgp(), age(&to_hex(&key))];
+        for order in [
+            DecryptionOrder::default(),
+            DecryptionOrder::parse("kms,pgp,age").unwrap(),
+        ] {
+            let keyring = with_network(&network, order);
+            let recovered = keyring.recover(&metadata(vec![group.clone()], 0)).ok();
+            assert_eq!(recovered.unwrap().as_bytes(), &key);
+        }
+        assert_eq!(network.calls.load(Ordering::SeqCst), 0);
+
+        // Key groups: offline keys of every group go first, and no group is opened once the
+        // threshold is reached.
+        let secret = [0x5au8; 32];
+        let shares = crate::crypt::shamir::split(&secret, 3, 2).unwrap();
+        let keyring = with_network(&network, DecryptionOrder::default());
+        for groups in [
+            vec![
+                vec![kms("counted", &to_hex(&shares[0]))],
+                vec![age(&to_hex(&shares[1]))],
+                vec![age(&to_hex(&shares[2]))],
+            ],
+            vec![
+                vec![age(&to_hex(&shares[0]))],
+                vec![age(&to_hex(&shares[1]))],
+                vec![kms("counted", &to_hex(&shares[2]))],
+            ],
+        ] {
+            let recovered = keyring.recover(&metadata(groups, 2)).ok();
+            assert_eq!(recovered.unwrap().as_bytes(), &secret);
+        }
+        assert_eq!(network.calls.load(Ordering::SeqCst), 0);
+
+        // When the offline keys are not enough, the network is asked.
+        let groups = vec![
+            vec![kms("counted", &to_hex(&shares[0]))],
+            vec![age("bad")],
+            vec![age(&to_hex(&shares[2]))],
+        ];
+        let recovered = keyring.recover(&metadata(groups, 2)).ok();
+        assert_eq!(recovered.unwrap().as_bytes(), &secret);
+        assert_eq!(network.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failures_are_reported_in_decryption_order_not_in_answer_order() {
+        let network = Arc::new(Network::default());
+        // `slow` (stored first) answers only after `fail` has.
+        let (tell, told) = mpsc::channel();
+        *network.release.lock().unwrap() = Some(told);
+        *network.on_fail.lock().unwrap() = Some(tell);
+        let keyring = with_network(&network, DecryptionOrder::default());
+        let meta = metadata(
+            vec![vec![kms("slow", ""), pgp(), kms("fail", ""), age("bad")]],
+            0,
+        );
+        let err = keyring.recover(&meta).err().expect("nothing opens");
+        let tried: Vec<(&str, &str)> = err.groups[0]
+            .iter()
+            .map(|f| (f.kind, f.name.as_str()))
+            .collect();
+        assert_eq!(
+            tried,
+            [
+                ("age", "age1bad"),
+                ("pgp", "FP"),
+                ("kms", "slow"),
+                ("kms", "fail")
+            ]
+        );
+        let text = err.to_string();
+        assert!(text.contains("kms slow: unreachable"), "{text}");
+        assert!(text.contains("kms fail: access denied"), "{text}");
     }
 
     #[test]

@@ -138,8 +138,9 @@ pub trait Recipient {
     fn name(&self) -> String;
 }
 
-/// The private side: unwraps entries it holds the key for.
-pub trait Identity {
+/// The private side: unwraps entries it holds the key for. Shared with the threads that try a
+/// group's network keys at once (see `keyring`), hence `Send + Sync`.
+pub trait Identity: Send + Sync {
     /// `None` when this entry is not for this identity (so the next one is tried).
     fn unwrap(&self, entry: &KeyEntry) -> Option<Result<KeyPart, KeyError>>;
 }

@@ -18,7 +18,7 @@
 //! | `VAULT_CACERT`, `VAULT_CACERT_BYTES`, `VAULT_CAPATH` | PEM CA file, PEM text, or a directory of PEM files to trust instead of the system roots |
 //! | `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY` | PEM client certificate and key for mutual TLS |
 //! | `VAULT_SKIP_VERIFY` | `true`/`1`: do not verify the server's certificate (as the Vault client) |
-//! | `VAULT_CLIENT_TIMEOUT` | seconds per request (default 60) |
+//! | `VAULT_CLIENT_TIMEOUT` | seconds per request (default: veil's reply timeout, 30 s or `VEIL_KEY_SERVICE_TIMEOUT`; see `net.rs`) |
 //! | `VAULT_ADDR` | used only for an entry stored without an address (sops would fail there) |
 //! | `SOPS_HC_VAULT_ALLOWLIST` | `all` (default), `none`, or comma-separated address prefixes; other addresses are refused before any request |
 //!
@@ -30,6 +30,11 @@
 //! | `VAULT_K8S_ROLE` (+ `VAULT_K8S_TOKEN_PATH`, default `/var/run/secrets/kubernetes.io/serviceaccount/token`) | Kubernetes, `POST /v1/auth/kubernetes/login` |
 //! | `VAULT_JWT_ROLE` + `VAULT_JWT` or `VAULT_JWT_PATH` | JWT/OIDC, `POST /v1/auth/jwt/login` |
 //! | `VAULT_AUTH_MOUNT` | the mount path of the chosen method instead of `approle`/`kubernetes`/`jwt` |
+//!
+//! Requests follow veil's network policy (`net.rs`): a connect timeout of at most 5 s, the
+//! request timeout above, and up to `net::ATTEMPTS` attempts with backoff when the server cannot
+//! be reached or answers 429 or 5xx (the Vault client's own `VAULT_MAX_RETRIES` default is the
+//! same three attempts).
 //!
 //! A token obtained by login is kept in memory for the process (per address, namespace and
 //! role) and never written anywhere. Tokens, secret IDs, JWTs and key parts never appear in an
@@ -46,14 +51,13 @@ use regex::Regex;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
+use super::{net, Identity, KeyEntry, KeyError, KeyPart, Recipient};
 
 const KIND: &str = "hc_vault";
 
 /// The file in the home directory where the Vault CLI keeps its token.
 const TOKEN_FILE: &str = ".vault-token";
 const K8S_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-const DEFAULT_TIMEOUT_SECS: u64 = 60;
 /// How much of a server's error text goes into a message.
 const MAX_SERVER_MESSAGE: usize = 300;
 
@@ -364,7 +368,8 @@ struct Settings {
     default_address: Option<String>,
     namespace: Option<String>,
     tls: Tls,
-    timeout: Duration,
+    /// Connect timeout, and the whole request's.
+    timeouts: net::Timeouts,
     /// Problems found in the variables, reported when a key is used.
     invalid: Option<String>,
     allowlist: Result<Allowlist, String>,
@@ -382,18 +387,23 @@ impl Settings {
                 false
             }),
         };
-        let timeout = match var("VAULT_CLIENT_TIMEOUT") {
-            None => Duration::from_secs(DEFAULT_TIMEOUT_SECS),
-            Some(v) => match v.trim().trim_end_matches('s').parse::<u64>() {
-                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+        let mut timeouts = net::Timeouts::from_env(env).unwrap_or_else(|why| {
+            invalid = Some(why);
+            net::Timeouts::default()
+        });
+        if let Some(v) = var("VAULT_CLIENT_TIMEOUT") {
+            match v.trim().trim_end_matches('s').parse::<u64>() {
+                Ok(secs) if secs > 0 => {
+                    timeouts.read = Duration::from_secs(secs);
+                    timeouts.connect = net::CONNECT_TIMEOUT.min(timeouts.read);
+                }
                 _ => {
                     invalid = Some(format!(
                         "VAULT_CLIENT_TIMEOUT={v:?} is not a number of seconds"
-                    ));
-                    Duration::from_secs(DEFAULT_TIMEOUT_SECS)
+                    ))
                 }
-            },
-        };
+            }
+        }
         let mount = |default: &str| {
             var("VAULT_AUTH_MOUNT")
                 .map(|m| m.trim().trim_matches('/').to_string())
@@ -446,7 +456,7 @@ impl Settings {
                 client_key: var("VAULT_CLIENT_KEY").map(PathBuf::from),
                 skip_verify,
             },
-            timeout,
+            timeouts,
             invalid,
             allowlist: Allowlist::parse(env("SOPS_HC_VAULT_ALLOWLIST").as_deref()),
             login,
@@ -461,6 +471,31 @@ fn parse_bool(text: &str) -> Option<bool> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
+}
+
+/// Whether an I/O error means the connection could not be made or broke off (worth another
+/// attempt), rather than, say, that the server's certificate is not trusted.
+fn connection_lost(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | TimedOut
+            | UnexpectedEof
+            | HostUnreachable
+            | NetworkUnreachable
+            | AddrNotAvailable
+    )
+}
+
+/// Why one request failed, and whether trying again may help.
+struct PostFailure {
+    message: String,
+    transient: bool,
 }
 
 /// Tokens from logins, for the rest of the process: `(address|namespace|method|mount|role, token)`.
@@ -565,7 +600,8 @@ impl Client {
     }
 
     /// POSTs a JSON body to `{address}/v1/{path}`; returns the parsed answer of a 2xx status,
-    /// else an error with the server's messages.
+    /// else an error with the server's messages. Tried again (see `net::with_retries`) when the
+    /// server cannot be reached or answers 429 or 5xx.
     fn post(
         &self,
         address: &str,
@@ -574,6 +610,21 @@ impl Client {
         token: Option<&str>,
     ) -> Result<Value, String> {
         let agent = self.agent()?;
+        net::with_retries(
+            || self.post_once(agent, address, path, body, token),
+            |failure| failure.transient,
+        )
+        .map_err(|failure| failure.message)
+    }
+
+    fn post_once(
+        &self,
+        agent: &ureq::Agent,
+        address: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> Result<Value, PostFailure> {
         let url = format!("{}/v1/{path}", address.trim_end_matches('/'));
         let mut request = agent
             .post(&url)
@@ -585,28 +636,59 @@ impl Client {
         if let Some(namespace) = &self.settings.namespace {
             request = request.header("X-Vault-Namespace", namespace);
         }
-        let mut response = request
-            .send(body.as_bytes())
-            .map_err(|why| format!("cannot reach Vault at {address}: {why}"))?;
+        let mut response = request.send(body.as_bytes()).map_err(|why| {
+            let transient = match &why {
+                ureq::Error::Io(io) => connection_lost(io),
+                ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => true,
+                _ => false,
+            };
+            PostFailure {
+                message: if transient || matches!(why, ureq::Error::HostNotFound) {
+                    format!("Vault at {address} is unreachable: {why}")
+                } else {
+                    format!("cannot reach Vault at {address}: {why}")
+                },
+                transient,
+            }
+        })?;
         let status = response.status().as_u16();
-        let text = Zeroizing::new(
-            response
-                .body_mut()
-                .read_to_string()
-                .map_err(|why| format!("cannot read Vault's answer from {url}: {why}"))?,
-        );
+        let text =
+            Zeroizing::new(
+                response
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|why| PostFailure {
+                        message: format!("cannot read Vault's answer from {url}: {why}"),
+                        transient: match &why {
+                            ureq::Error::Io(io) => connection_lost(io),
+                            ureq::Error::Timeout(_) => true,
+                            _ => false,
+                        },
+                    })?,
+            );
         if !(200..300).contains(&status) {
             let mut message = server_errors(&text);
             if status == 403 && token.is_none() {
                 message.push_str(" (no token: set VAULT_TOKEN, write ~/.vault-token, or set up a login such as VAULT_ROLE_ID/VAULT_SECRET_ID)");
             }
-            return Err(format!("Vault answered {status} for {url}: {message}"));
+            return Err(PostFailure {
+                message: format!("Vault answered {status} for {url}: {message}"),
+                transient: status == 429 || (500..600).contains(&status),
+            });
         }
+        let permanent = |message: String| PostFailure {
+            message,
+            transient: false,
+        };
         if text.trim().is_empty() {
-            return Err(format!("Vault answered {status} for {url} with no data"));
+            return Err(permanent(format!(
+                "Vault answered {status} for {url} with no data"
+            )));
         }
         serde_json::from_str(&text).map_err(|_| {
-            format!("Vault answered {status} for {url} with something that is not JSON")
+            permanent(format!(
+                "Vault answered {status} for {url} with something that is not JSON"
+            ))
         })
     }
 
@@ -758,7 +840,8 @@ fn build_agent(settings: &Settings) -> Result<ureq::Agent, String> {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_global(Some(settings.timeout))
+        .timeout_connect(Some(settings.timeouts.connect))
+        .timeout_global(Some(settings.timeouts.read))
         .tls_config(builder.build())
         .build();
     Ok(config.new_agent())

@@ -34,6 +34,14 @@ pub fn have(program: &str) -> bool {
     found
 }
 
+/// A loopback port nothing listens on (bound, then released): connecting is refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub const PGP_FP: &str = "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4";
 pub const PGP_FP_2: &str = "D7229043384BCC60326C6FB9D8720D957C3D3074";
 pub const PGP_PUBLIC_ONLY: &str = "B611A2F9F11D0FF82568805119F9B5DAEA91FF86";

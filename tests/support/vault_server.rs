@@ -39,6 +39,8 @@ struct State {
     logins: HashMap<String, (String, String, String)>,
     seen: Vec<Seen>,
     issued: usize,
+    /// How many of the next requests get 503 "Vault is sealed".
+    unavailable: usize,
 }
 
 /// What the server knows before it starts.
@@ -159,6 +161,11 @@ impl VaultServer {
         self.state.lock().unwrap().seen.clone()
     }
 
+    /// Answers the next `count` requests with 503, as a sealed Vault does.
+    pub fn answer_unavailable(&self, count: usize) {
+        self.state.lock().unwrap().unavailable = count;
+    }
+
     /// How many tokens logins have issued.
     pub fn logins(&self) -> usize {
         self.state.lock().unwrap().issued
@@ -196,6 +203,10 @@ fn handle(
         path: path.to_string(),
         headers: headers.clone(),
     });
+    if state.unavailable > 0 {
+        state.unavailable -= 1;
+        return error(503, "Vault is sealed");
+    }
     if method != "POST" && method != "PUT" {
         return error(405, "unsupported operation");
     }

@@ -461,12 +461,12 @@ fn gathers_nothing_until_an_age_entry_is_opened() {
         enc: String::new(),
     };
     assert!(found.unwrap(&pgp).is_none());
-    assert!(found.fixed.get().is_none(), "files were read");
+    assert!(found.fixed.lock().unwrap().is_none(), "files were read");
     assert!(!marker.exists(), "the command ran");
 
     let (_, recipient) = key_pair();
     assert!(open(&found, &wrap(&recipient, &[0; 32])).is_err());
-    assert!(found.fixed.get().is_some());
+    assert!(found.fixed.lock().unwrap().is_some());
     assert!(marker.exists(), "the command runs for age entries");
 }
 

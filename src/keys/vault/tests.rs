@@ -160,8 +160,32 @@ fn errors_name_the_key_and_never_the_token() {
         text.contains("http://127.0.0.1:1/v1/transit/keys/k"),
         "{text}"
     );
-    assert!(text.contains("cannot reach Vault"), "{text}");
+    assert!(text.contains("is unreachable"), "{text}");
     assert!(!text.contains("do-not-print"), "{text}");
+}
+
+#[test]
+fn timeouts_follow_the_network_policy_unless_vault_client_timeout_is_set() {
+    let settings = |pairs: &[(&str, &str)]| Settings::from_env(&env_of(pairs), None);
+    assert_eq!(settings(&[]).timeouts, net::Timeouts::default());
+    let short = settings(&[("VEIL_KEY_SERVICE_TIMEOUT", "2")]);
+    assert_eq!(short.timeouts.read, Duration::from_secs(2));
+    assert_eq!(short.timeouts.connect, Duration::from_secs(2));
+    let vault = settings(&[
+        ("VEIL_KEY_SERVICE_TIMEOUT", "2"),
+        ("VAULT_CLIENT_TIMEOUT", "90s"),
+    ]);
+    assert_eq!(vault.timeouts.read, Duration::from_secs(90));
+    assert_eq!(vault.timeouts.connect, net::CONNECT_TIMEOUT);
+    assert!(vault.invalid.is_none());
+    for (name, value) in [
+        ("VAULT_CLIENT_TIMEOUT", "soon"),
+        ("VEIL_KEY_SERVICE_TIMEOUT", "0"),
+    ] {
+        let bad = settings(&[(name, value)]);
+        let why = bad.invalid.expect("reported");
+        assert!(why.contains(name), "{why}");
+    }
 }
 
 #[test]
