@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --locked --quiet
+# the demo needs only age: the core build is the fast one on a fresh machine
+cargo build --release --locked --quiet --no-default-features
 veil="$PWD/target/release/veil"
 cd examples
 export SOPS_AGE_KEY_FILE="$PWD/demo-age-key.txt"

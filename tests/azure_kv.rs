@@ -462,7 +462,10 @@ mod with_azure {
             128,
         );
         assert!(stderr.contains(&format!("{away}/keys/{KEY_A}")), "{stderr}");
-        assert!(stderr.contains("cannot reach the vault"), "{stderr}");
+        assert!(
+            stderr.contains("Azure Key Vault is unreachable"),
+            "{stderr}"
+        );
         assert!(!stderr.contains(TOKEN), "{stderr}");
     }
 

@@ -78,12 +78,14 @@ pub fn is_listed_pkcs11(entry: &KeyEntry, uris: Option<&str>) -> bool {
         .any(|u| Pkcs11Uri::parse(u).is_ok_and(|u| u.same_key(&stored)))
 }
 
+/// A key source this build cannot use: one left out with `--no-default-features`, or one veil
+/// does not have at all (HuaweiCloud KMS).
 fn unsupported(kind: &str) -> Failure {
     Failure::new(
         Code::Generic,
-        format!("{kind} keys are not available in this version of veil yet"),
+        format!("{kind} keys are not available in this build of veil"),
     )
-    .with_hint("use age or PGP recipients for now")
+    .with_hint("every key source sops has except HuaweiCloud is in veil's default build (cargo install veil); age and PGP work in every build")
 }
 
 /// Vault transit recipients from key URIs; without the `vault` feature any URI is refused.

@@ -162,7 +162,7 @@ pub fn run(args: RotateArgs, global: &GlobalArgs) -> CliResult {
     if let Some(flag) = args.keys.cloud() {
         return Err(Failure::new(
             Code::Generic,
-            format!("{flag}: cloud keys are not available in this version of veil yet"),
+            format!("{flag}: these keys are not available in this build of veil"),
         ));
     }
     let in_format = super::input_format(&args.format, &input)?;

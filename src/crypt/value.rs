@@ -136,7 +136,7 @@ static SYMBOLS: [u8; 256] = {
 /// the input: the text can be decoded where it stands.
 fn decode_within(buf: &mut [u8], src: usize, len: usize, dst: usize) -> Option<usize> {
     debug_assert!(dst <= src && src + len <= buf.len());
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         return None;
     }
     if len == 0 {

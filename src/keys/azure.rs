@@ -54,7 +54,7 @@ use base64::Engine;
 use regex::Regex;
 use zeroize::Zeroizing;
 
-use super::net::{backoff, ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT};
+use super::net::{self, backoff, Timeouts, ATTEMPTS};
 use super::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
 
 const KIND: &str = "azure_kv";
@@ -283,10 +283,10 @@ impl AzureSettings {
     }
 
     /// The HTTP client every Azure call goes through: veil's timeouts, the extra CA if any.
-    fn http_client(&self, connect_timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    fn http_client(&self, timeouts: Timeouts) -> Result<reqwest::Client, String> {
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(CONNECT_TIMEOUT + READ_TIMEOUT);
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.connect + timeouts.read);
         if let Some(path) = &self.ca_bundle {
             let pem = std::fs::read(path).map_err(|e| {
                 format!(
@@ -315,9 +315,10 @@ impl AzureSettings {
 
     /// Client options: veil's transport, [`ATTEMPTS`] tries with short pauses.
     fn client_options(&self) -> Result<ClientOptions, String> {
+        let timeouts = net::timeouts()?;
         Ok(ClientOptions {
-            transport: Some(Transport::new(Arc::new(self.http_client(CONNECT_TIMEOUT)?))),
-            retry: retry_options(),
+            transport: Some(Transport::new(Arc::new(self.http_client(timeouts)?))),
+            retry: retry_options(timeouts),
             ..Default::default()
         })
     }
@@ -405,7 +406,10 @@ impl AzureSettings {
                 if !self.platform_identity_endpoint {
                     // A VM's endpoint: one short connection attempt per try, as the probe.
                     mi_options.transport =
-                        Some(Transport::new(Arc::new(self.http_client(IMDS_PROBE)?)));
+                        Some(Transport::new(Arc::new(self.http_client(Timeouts {
+                            connect: IMDS_PROBE,
+                            ..net::timeouts()?
+                        })?)));
                 }
                 let credential =
                     ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
@@ -461,13 +465,13 @@ impl AzureSettings {
     }
 }
 
-fn retry_options() -> RetryOptions {
+fn retry_options(timeouts: Timeouts) -> RetryOptions {
     let millis =
         |d: std::time::Duration| azure_core::time::Duration::milliseconds(d.as_millis() as i64);
     RetryOptions::exponential(ExponentialRetryOptions {
         initial_delay: millis(backoff(2)),
         max_retries: ATTEMPTS.saturating_sub(1),
-        max_total_elapsed: millis(READ_TIMEOUT),
+        max_total_elapsed: millis(timeouts.read),
         max_delay: millis(backoff(ATTEMPTS + 8)),
     })
 }
@@ -645,7 +649,7 @@ fn describe(err: &azure_core::Error) -> String {
                      a CA): {text}"
                 )
             } else {
-                format!("cannot reach the vault: {text}")
+                format!("Azure Key Vault is unreachable: {text}")
             }
         }
         _ => chain(err),

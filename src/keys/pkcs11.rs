@@ -52,7 +52,7 @@ const KIND: &str = "pkcs11";
 
 /// What a build without the `pkcs11` feature says about PKCS#11 keys.
 pub const NOT_BUILT: &str =
-    "veil was built without pkcs11 (rebuild with `cargo build --features pkcs11`)";
+    "veil was built without pkcs11 (rebuild with the default features or `--features pkcs11`)";
 
 /// The AAD of every AES-GCM wrap.
 pub const AAD: &[u8] = b"veil-pkcs11-v1";
