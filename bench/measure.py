@@ -26,6 +26,16 @@ def measure(argv, runs, stdin_path=None, env=None):
     return statistics.median(r[0] for r in results), max(r[1] for r in results)
 
 
+def measure_pair(first, second, runs):
+    """Runs two commands alternately, so that a busy moment on the machine costs both alike;
+    each is (argv, stdin_path, env). Returns ((median s, peak KiB), (median s, peak KiB))."""
+    results = ([], [])
+    for _ in range(runs):
+        for side, (argv, stdin_path, env) in enumerate((first, second)):
+            results[side].append(run(argv, stdin_path, env))
+    return tuple((statistics.median(r[0] for r in rs), max(r[1] for r in rs)) for rs in results)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--veil", required=True)
@@ -68,8 +78,8 @@ def main():
                  [a.rops, "decrypt", "--format", fmt], rops_enc, rops_env),
             ]
             for op, v_argv, v_in, v_env, r_argv, r_in, r_env in cases:
-                v_time, v_rss = measure(v_argv, a.runs, v_in, v_env)
-                r_time, r_rss = measure(r_argv, a.runs, r_in, r_env)
+                (v_time, v_rss), (r_time, r_rss) = measure_pair(
+                    (v_argv, v_in, v_env), (r_argv, r_in, r_env), a.runs)
                 rows.append((f"{size:,}", fmt, op, size_kib, v_time, v_rss, r_time, r_rss))
                 print(f"  {size} {fmt} {op}: veil {v_time*1000:.0f} ms, rops {r_time*1000:.0f} ms", file=sys.stderr)
 

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 work=bench/work
 mkdir -p "$work"
+# the default build, as `cargo install veil` gives it (the key sources do not touch the hot path)
 cargo build --release --locked --quiet
+target_dir="${CARGO_TARGET_DIR:-target}"
 if [ ! -x "$work/rops/bin/rops" ]; then
   echo "installing rops-cli 0.1.7 into $work/rops (one time, a few minutes)" >&2
   cargo install --quiet --locked rops-cli --version 0.1.7 --root "$work/rops"
@@ -15,7 +17,7 @@ fi
 command -v age-keygen >/dev/null || { echo "age-keygen is needed (apt-get install age)" >&2; exit 1; }
 
 exec python3 bench/measure.py \
-  --veil target/release/veil \
+  --veil "$target_dir/release/veil" \
   --rops "$work/rops/bin/rops" \
   --corpus ../shared/bench/gen_corpus.py \
   --work "$work" "$@"

@@ -81,15 +81,13 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
     )?;
     let metadata =
         document::encrypt(&mut loaded.tree, &plan).map_err(|e| encrypt_failure(&input, e))?;
-    let text = super::emit_encrypted(
-        &input,
-        out_format,
-        &loaded.tree,
-        &metadata,
-        config.as_ref(),
-        global,
+    // Written as it is produced: a large encrypted file is several times its plaintext.
+    let indent = super::indent(config.as_ref(), global);
+    let metadata = metadata.to_map();
+    output.write_with(
+        |sink| out_format.emit_to(&loaded.tree, Some(&metadata), indent, sink),
+        |err| super::dump_failure(&input, err),
     )?;
-    output.write(&text)?;
     super::leave_for_exit(loaded);
     Ok(())
 }

@@ -3,6 +3,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use veil::store::{EmitError, StoreError};
+
 use super::failure::{CliResult, Code, Failure};
 
 /// Where a command reads from.
@@ -99,27 +101,51 @@ impl Output {
     }
 
     pub fn write(&self, bytes: &[u8]) -> CliResult {
-        match self {
+        self.write_with(
+            |sink| sink.write_all(bytes).map_err(EmitError::Write),
+            |_| unreachable!("writing bytes raises no store error"),
+        )
+    }
+
+    /// Writes what `produce` writes as it writes it: to standard output directly, to a file
+    /// through a temporary file that replaces the target only when all went well. A store
+    /// error is turned into a failure by `on_error`.
+    ///
+    /// On standard output a late failure leaves the part already written; only `encrypt`
+    /// streams, so that part is ciphertext.
+    pub fn write_with(
+        &self,
+        produce: impl FnOnce(&mut dyn Write) -> Result<(), EmitError>,
+        on_error: impl FnOnce(StoreError) -> Failure,
+    ) -> CliResult {
+        let failed = match self {
             Output::Stdout => {
-                let mut out = std::io::stdout().lock();
-                match out.write_all(bytes).and_then(|_| out.flush()) {
-                    Ok(()) => Ok(()),
-                    // A closed pipe (`veil decrypt f | head`) is not an error.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                    Err(e) => Err(Failure::new(
-                        Code::CouldNotWriteOutputFile,
-                        format!("Error writing to stdout: {e}"),
-                    )),
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+                match produce(&mut out) {
+                    Ok(()) => out.flush().map_err(EmitError::Write),
+                    Err(err) => Err(err),
                 }
             }
-            Output::File(path) | Output::InPlace(path) => {
-                write_atomically(path, bytes).map_err(|e| {
-                    Failure::new(
-                        Code::CouldNotWriteOutputFile,
-                        format!("Could not write {}: {e}", path.display()),
-                    )
-                })
+            Output::File(path) | Output::InPlace(path) => write_atomically(path, produce),
+        };
+        match failed {
+            Ok(()) => Ok(()),
+            Err(EmitError::Store(err)) => Err(on_error(err)),
+            // A closed pipe (`veil decrypt f | head`) is not an error.
+            Err(EmitError::Write(e))
+                if matches!(self, Output::Stdout) && e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Ok(())
             }
+            Err(EmitError::Write(e)) => Err(Failure::new(
+                Code::CouldNotWriteOutputFile,
+                match self {
+                    Output::Stdout => format!("Error writing to stdout: {e}"),
+                    Output::File(path) | Output::InPlace(path) => {
+                        format!("Could not write {}: {e}", path.display())
+                    }
+                },
+            )),
         }
     }
 }
@@ -127,7 +153,12 @@ impl Output {
 /// Writes through a temporary file in the same directory, fsynced and renamed over the target,
 /// so the target is either the old or the new content, never half of one. An existing file keeps
 /// its permissions; a new one gets what a plain create would give (0666 minus the umask), as sops.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// `produce` writes the content; on any failure the temporary file is removed.
+fn write_atomically(
+    path: &Path,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), EmitError>,
+) -> Result<(), EmitError> {
+    let io = EmitError::Write;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -135,11 +166,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let existing_mode = std::fs::metadata(path).ok().map(|m| m.permissions());
     let mut temp = tempfile::Builder::new()
         .prefix(".veil-")
-        .tempfile_in(&dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
+        .tempfile_in(&dir)
+        .map_err(io)?;
+    {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, temp.as_file_mut());
+        produce(&mut buffered)?;
+        buffered.flush().map_err(io)?;
+    }
+    temp.as_file().sync_all().map_err(io)?;
     match existing_mode {
-        Some(permissions) => temp.as_file().set_permissions(permissions)?,
+        Some(permissions) => temp.as_file().set_permissions(permissions).map_err(io)?,
         None => {
             #[cfg(unix)]
             {
@@ -147,11 +183,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
                 // tempfile creates 0600; widen to what a plain create would give (0666 & ~umask).
                 let umask = current_umask();
                 temp.as_file()
-                    .set_permissions(std::fs::Permissions::from_mode(0o666 & !umask))?;
+                    .set_permissions(std::fs::Permissions::from_mode(0o666 & !umask))
+                    .map_err(io)?;
             }
         }
     }
-    temp.persist(path).map_err(|e| e.error)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }

@@ -408,12 +408,15 @@ fn emit_encrypted(
 ) -> CliResult<Vec<u8>> {
     format
         .emit(tree, Some(&metadata.to_map()), indent(config, global))
-        .map_err(|e| {
-            Failure::new(
-                Code::ErrorDumpingTree,
-                in_file(input, format!("Could not marshal tree: {e}")),
-            )
-        })
+        .map_err(|e| dump_failure(input, e))
+}
+
+/// A tree that cannot be written in the output format.
+fn dump_failure(input: &Input, err: veil::store::StoreError) -> Failure {
+    Failure::new(
+        Code::ErrorDumpingTree,
+        in_file(input, format!("Could not marshal tree: {err}")),
+    )
 }
 
 /// Hands a document that is no longer needed to the end of the process instead of freeing it

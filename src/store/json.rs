@@ -72,6 +72,26 @@ pub fn emit(
     Ok(writer.out)
 }
 
+/// [`emit`] straight into `sink`, a buffer at a time.
+pub fn emit_to(
+    tree: &Tree,
+    metadata: Option<&Map>,
+    indent: Option<usize>,
+    sink: &mut dyn std::io::Write,
+) -> Result<(), super::EmitError> {
+    let empty = Map::new();
+    let document = tree.documents.first().unwrap_or(&empty);
+    let mut writer = Writer::streaming(indent, sink);
+    let written = writer.object(document, metadata.map(|m| (METADATA_KEY, m)), 0);
+    // A failed write stops the streaming early; that error is the one to report.
+    if let Some(err) = writer.spill_error.take() {
+        return Err(super::EmitError::Write(err));
+    }
+    written.map_err(|e| emit_error(e.describe()))?;
+    writer.out.push(b'\n');
+    writer.finish().map_err(super::EmitError::Write)
+}
+
 /// Writes one value on its own (`--extract` of a list or scalar), as sops' `EmitValue`: the
 /// same layout as in a document, without a trailing newline.
 pub fn emit_node(node: &Node, indent: Option<usize>) -> Result<Vec<u8>, StoreError> {

@@ -90,6 +90,16 @@ pub enum StoreError {
     },
 }
 
+/// Why [`Format::emit_to`] failed: the tree cannot be written in that format, or the writer
+/// failed (a full disk, a closed pipe).
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Write(#[source] std::io::Error),
+}
+
 impl Format {
     /// `--input-type`/`--output-type` names. Unknown names are an error, where sops silently
     /// falls back to the file extension.
@@ -173,6 +183,27 @@ impl Format {
             Format::Ini => ini::emit(tree, metadata),
             Format::Toml => toml::emit(tree, metadata),
             Format::Binary => binary::emit(tree, metadata, indent.json_binary),
+        }
+    }
+
+    /// [`Format::emit`] into `sink`. YAML and JSON write a large file a buffer at a time
+    /// instead of building it whole first (the others are small by nature and build it).
+    /// A failure can leave part of the output written: give it a temporary file, or a stream
+    /// where that is acceptable.
+    pub fn emit_to(
+        self,
+        tree: &Tree,
+        metadata: Option<&Map>,
+        indent: Indent,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<(), EmitError> {
+        match self {
+            Format::Yaml => yaml::emit_to(tree, metadata, indent, sink),
+            Format::Json => json::emit_to(tree, metadata, indent.json, sink),
+            other => {
+                let bytes = other.emit(tree, metadata, indent)?;
+                sink.write_all(&bytes).map_err(EmitError::Write)
+            }
         }
     }
 

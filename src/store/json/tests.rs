@@ -876,3 +876,49 @@ fn sops_decrypted_outputs_round_trip() {
     }
     assert!(seen >= 10, "only {seen} expected files");
 }
+
+#[test]
+fn streaming_writes_what_emit_builds_and_reports_write_errors() {
+    let mut map = Map::new();
+    for i in 0..20_000 {
+        let mut inner = Map::new();
+        inner.insert(
+            "url",
+            text(&format!("postgres://db-{i}/app \"quoted\" <tag>")),
+        );
+        inner.insert("port", scalar(Value::Int(i)));
+        inner.insert(
+            "hosts",
+            Node::List(List(vec![
+                ListItem::Node(text("a")),
+                ListItem::Node(scalar(Value::Float(1.5))),
+            ])),
+        );
+        map.insert(format!("service_{i}"), Node::Map(inner));
+    }
+    let tree = tree_of(map);
+    let mut metadata = Map::new();
+    metadata.insert("version", text("3.13.2"));
+    for indent in [None, Some(4)] {
+        let built = emit_str(&tree, Some(&metadata), indent);
+        assert!(built.len() > 4 * super::write::SPILL_AT);
+        let mut streamed = Vec::new();
+        emit_to(&tree, Some(&metadata), indent, &mut streamed).expect("emit_to");
+        assert!(built.as_bytes() == streamed.as_slice(), "indent {indent:?}");
+    }
+
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let err = emit_to(&tree, None, None, &mut Closed).err();
+    assert!(
+        matches!(&err, Some(crate::store::EmitError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+}

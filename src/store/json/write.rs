@@ -1,6 +1,9 @@
 //! The JSON emitter: byte for byte what sops writes (its hand-built `encodeTree` passed through
 //! Go's `json.Indent`), straight into one buffer.
 //!
+//! When given a writer, the buffer is handed to it every [`SPILL_AT`] bytes, so a large file is
+//! never held whole in memory.
+//!
 //! Go's layout: `{`/`[` then one member per line at one more indent level, `": "` between key and
 //! value, `{}` and `[]` when empty; comments are skipped. Strings are escaped as Go's
 //! `json.Marshal` does with HTML escaping on, floats use its `'f'`/`'e'` switch.
@@ -36,13 +39,20 @@ impl WriteError {
     }
 }
 
-pub(super) struct Writer {
+/// How much output a streaming writer gathers before writing it out.
+pub(super) const SPILL_AT: usize = 64 * 1024;
+
+pub(super) struct Writer<'w> {
     pub(super) out: Vec<u8>,
     /// One level of indentation: a tab or n spaces.
     unit: Vec<u8>,
+    /// Where full buffers go, when streaming; the first write error stops the streaming and
+    /// is kept for the caller.
+    spill: Option<&'w mut dyn std::io::Write>,
+    pub(super) spill_error: Option<std::io::Error>,
 }
 
-impl Writer {
+impl<'w> Writer<'w> {
     pub(super) fn new(indent: Option<usize>, capacity: usize) -> Self {
         Writer {
             out: Vec::with_capacity(capacity),
@@ -50,6 +60,41 @@ impl Writer {
                 None => b"\t".to_vec(),
                 Some(n) => vec![b' '; n],
             },
+            spill: None,
+            spill_error: None,
+        }
+    }
+
+    /// A writer that hands its output to `sink` as it goes ([`Writer::finish`] writes the rest).
+    pub(super) fn streaming(indent: Option<usize>, sink: &'w mut dyn std::io::Write) -> Self {
+        Writer {
+            spill: Some(sink),
+            ..Writer::new(indent, 2 * SPILL_AT)
+        }
+    }
+
+    fn maybe_spill(&mut self) {
+        if self.out.len() >= SPILL_AT {
+            self.spill_now();
+        }
+    }
+
+    fn spill_now(&mut self) {
+        if let Some(sink) = self.spill.as_mut() {
+            if let Err(err) = sink.write_all(&self.out) {
+                self.spill_error = Some(err);
+                self.spill = None;
+            }
+            self.out.clear();
+        }
+    }
+
+    /// Writes what is left to the sink; the first write error, if any.
+    pub(super) fn finish(mut self) -> std::io::Result<()> {
+        self.spill_now();
+        match self.spill_error {
+            Some(err) => Err(err),
+            None => Ok(()),
         }
     }
 
@@ -93,6 +138,7 @@ impl Writer {
 
     /// The separator, line break and `"key": ` before a member's value.
     fn member_key(&mut self, key: &str, first: bool, depth: usize) {
+        self.maybe_spill();
         if !first {
             self.out.push(b',');
         }
@@ -109,6 +155,7 @@ impl Writer {
         let mut index = 0;
         for item in items {
             let ListItem::Node(node) = item else { continue };
+            self.maybe_spill();
             if index > 0 {
                 self.out.push(b',');
             }

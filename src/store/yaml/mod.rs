@@ -172,6 +172,24 @@ pub fn emit(
     Ok(write::stream(&tree.documents, metadata, step).into_bytes())
 }
 
+/// [`emit`] into `sink`; a large file that keeps its layout is written as it is spliced.
+pub fn emit_to(
+    tree: &Tree,
+    metadata: Option<&Map>,
+    indent: super::Indent,
+    sink: &mut dyn std::io::Write,
+) -> Result<(), super::EmitError> {
+    let step = indent_step(indent);
+    if let Some(super::Layout::Yaml(layout)) = &tree.layout {
+        if let Some(written) = splice::splice_to(&tree.documents, layout, metadata, step, sink) {
+            return written.map_err(super::EmitError::Write);
+        }
+    }
+    let text = write::stream(&tree.documents, metadata, step);
+    sink.write_all(text.as_bytes())
+        .map_err(super::EmitError::Write)
+}
+
 /// Writes one node as a YAML document (`--extract` of a list or a non-string scalar).
 pub fn emit_node(node: &Node, indent: super::Indent) -> Result<Vec<u8>, StoreError> {
     Ok(write::node_document(node, indent_step(indent)).into_bytes())

@@ -4,7 +4,12 @@
 //! keys, nesting or leaf positions (a key added, removed or moved) means the source no longer
 //! describes the tree, and the caller writes fresh YAML instead. Replacements are collected,
 //! sorted by position and applied in one pass over the source.
+//!
+//! A large file can be written straight into a writer ([`splice_to`]): a rehearsal walk that
+//! keeps nothing first finds out whether the layout holds, so that nothing is written when the
+//! caller must fall back to fresh YAML; the real walk then hands its text over as it goes.
 
+use std::io::{self, Write};
 use std::ops::Range;
 
 use super::read::{line_end_after, line_start, LeafContext};
@@ -23,12 +28,60 @@ struct Edit {
 }
 
 /// Where replacements go.
-enum Sink {
+enum Sink<'w> {
     /// Straight into the output, while they come in source order (the common case).
-    Direct { out: String, copied: usize },
+    Direct {
+        out: String,
+        copied: usize,
+        spill: Spill<'w>,
+    },
     /// Collected and sorted, for trees whose walk order is not source order (inline comments
     /// filed before their item, a `sops` entry that is not last).
-    Buffered { texts: String, edits: Vec<Edit> },
+    Buffered {
+        texts: String,
+        edits: Vec<Edit>,
+        spill: Spill<'w>,
+    },
+}
+
+/// What becomes of the output once [`SPILL_AT`] bytes of it are gathered.
+enum Spill<'w> {
+    /// It is kept: the whole text is the result.
+    Keep,
+    /// It is thrown away: a rehearsal, run only to learn whether the walk goes through.
+    Discard,
+    /// It is written to a writer; the first write error is kept and ends the writing.
+    To(&'w mut dyn Write, Option<io::Error>),
+}
+
+/// How much text a spilling sink gathers before it hands it on.
+const SPILL_AT: usize = 64 * 1024;
+
+/// Sources below this size are spliced in memory and written at once: a rehearsal costs more
+/// than the memory it saves.
+const STREAM_FROM: usize = 1 << 20;
+
+impl Spill<'_> {
+    fn take_if_full(&mut self, out: &mut String) {
+        if out.len() >= SPILL_AT {
+            self.take(out);
+        }
+    }
+
+    fn take(&mut self, out: &mut String) {
+        match self {
+            Spill::Keep => return,
+            Spill::Discard => {}
+            Spill::To(writer, error) => {
+                if error.is_none() {
+                    if let Err(err) = writer.write_all(out.as_bytes()) {
+                        *error = Some(err);
+                    }
+                }
+            }
+        }
+        out.clear();
+    }
 }
 
 /// The spliced text, or `None` when the tree no longer matches the layout.
@@ -55,37 +108,85 @@ pub(super) fn splice(
     let direct = Sink::Direct {
         out: String::with_capacity(capacity),
         copied: 0,
+        spill: Spill::Keep,
     };
     match splice_into(documents, layout, metadata, step, direct) {
-        Spliced::Done(text) => Some(text),
+        Spliced::Done(text, _) => Some(text),
         Spliced::NoMatch => None,
         Spliced::OutOfOrder => {
             let buffered = Sink::Buffered {
                 texts: String::new(),
                 edits: Vec::new(),
+                spill: Spill::Keep,
             };
             match splice_into(documents, layout, metadata, step, buffered) {
-                Spliced::Done(text) => Some(text),
+                Spliced::Done(text, _) => Some(text),
                 _ => None,
             }
         }
     }
 }
 
-enum Spliced {
-    Done(String),
+/// [`splice`] into `writer`; `None` (nothing written) when the tree no longer matches the
+/// layout, else the outcome of writing.
+pub(super) fn splice_to(
+    documents: &[Map],
+    layout: &Layout,
+    metadata: Option<&Map>,
+    step: usize,
+    writer: &mut dyn Write,
+) -> Option<io::Result<()>> {
+    if layout.source.len() < STREAM_FROM {
+        let text = splice(documents, layout, metadata, step)?;
+        return Some(writer.write_all(text.as_bytes()));
+    }
+    let rehearsal = Sink::Direct {
+        out: String::with_capacity(2 * SPILL_AT),
+        copied: 0,
+        spill: Spill::Discard,
+    };
+    let sink = match splice_into(documents, layout, metadata, step, rehearsal) {
+        Spliced::NoMatch => return None,
+        Spliced::Done(..) => Sink::Direct {
+            out: String::with_capacity(2 * SPILL_AT),
+            copied: 0,
+            spill: Spill::To(writer, None),
+        },
+        Spliced::OutOfOrder => Sink::Buffered {
+            texts: String::new(),
+            edits: Vec::new(),
+            spill: Spill::To(writer, None),
+        },
+    };
+    match splice_into(documents, layout, metadata, step, sink) {
+        Spliced::Done(mut rest, mut spill) => {
+            spill.take(&mut rest);
+            match spill {
+                Spill::To(_, Some(err)) => Some(Err(err)),
+                _ => Some(Ok(())),
+            }
+        }
+        // The rehearsal went through the same walk; a buffered walk checks its edits before
+        // it writes any of them.
+        Spliced::NoMatch | Spliced::OutOfOrder => None,
+    }
+}
+
+enum Spliced<'w> {
+    /// The text not yet handed to the spill (all of it when kept), and the spill.
+    Done(String, Spill<'w>),
     NoMatch,
     /// A replacement came before one already written: do it again buffered.
     OutOfOrder,
 }
 
-fn splice_into(
+fn splice_into<'w>(
     documents: &[Map],
     layout: &Layout,
     metadata: Option<&Map>,
     step: usize,
-    sink: Sink,
-) -> Spliced {
+    sink: Sink<'w>,
+) -> Spliced<'w> {
     let source: &str = &layout.source;
     // Text written over several lines uses the file's own line ending.
     let crlf = source
@@ -112,31 +213,49 @@ fn splice_into(
         return Spliced::NoMatch;
     }
     match walk.sink {
-        Sink::Direct { mut out, copied } => {
+        Sink::Direct {
+            mut out,
+            copied,
+            spill,
+        } => {
             out.push_str(&source[copied..]);
-            Spliced::Done(out)
+            Spliced::Done(out, spill)
         }
-        Sink::Buffered { texts, mut edits } => {
+        Sink::Buffered {
+            texts,
+            mut edits,
+            mut spill,
+        } => {
             // Nearly sorted already (only inline comments sit before their item): cheap to sort.
             edits.sort_by_key(|e| (e.range.start, e.range.end));
-            let mut out = String::with_capacity(source.len() + texts.len());
+            // Checked before anything is written, so that a mismatch leaves the writer untouched.
             let mut copied = 0;
-            for edit in edits {
+            for edit in &edits {
                 if edit.range.start < copied || edit.range.end > source.len() {
                     return Spliced::NoMatch;
                 }
+                copied = edit.range.end;
+            }
+            let capacity = match spill {
+                Spill::Keep => source.len() + texts.len(),
+                _ => 2 * SPILL_AT,
+            };
+            let mut out = String::with_capacity(capacity);
+            let mut copied = 0;
+            for edit in edits {
                 out.push_str(&source[copied..edit.range.start]);
                 out.push_str(&texts[edit.text]);
                 copied = edit.range.end;
+                spill.take_if_full(&mut out);
             }
             out.push_str(&source[copied..]);
-            Spliced::Done(out)
+            Spliced::Done(out, spill)
         }
     }
 }
 
 fn walk_documents(
-    walk: &mut Walk<'_>,
+    walk: &mut Walk<'_, '_>,
     documents: &[Map],
     layout: &Layout,
     metadata: Option<&Map>,
@@ -203,7 +322,7 @@ fn ends_with_plain_block_scalar(document: &Map) -> bool {
     }
 }
 
-struct Walk<'a> {
+struct Walk<'a, 'w> {
     source: &'a str,
     shape: &'a [Step],
     leaves: &'a [Leaf],
@@ -215,12 +334,12 @@ struct Walk<'a> {
     key_at: usize,
     step: usize,
     crlf: bool,
-    sink: Sink,
+    sink: Sink<'w>,
     /// Set when a direct sink met a replacement before its position.
     out_of_order: bool,
 }
 
-impl<'a> Walk<'a> {
+impl<'a> Walk<'a, '_> {
     fn next(&mut self) -> Option<&'a Step> {
         let step = self.shape.get(self.at)?;
         self.at += 1;
@@ -250,7 +369,7 @@ impl<'a> Walk<'a> {
             Some(from..buffer.len())
         };
         match &mut self.sink {
-            Sink::Direct { out, copied } => {
+            Sink::Direct { out, copied, spill } => {
                 if range.start < *copied || range.end > source.len() {
                     self.out_of_order = true;
                     return None;
@@ -258,8 +377,9 @@ impl<'a> Walk<'a> {
                 out.push_str(&source[*copied..range.start]);
                 text_in(out)?;
                 *copied = range.end;
+                spill.take_if_full(out);
             }
-            Sink::Buffered { texts, edits } => {
+            Sink::Buffered { texts, edits, .. } => {
                 let text = text_in(texts)?;
                 edits.push(Edit { range, text });
             }
