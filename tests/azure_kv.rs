@@ -436,6 +436,271 @@ mod with_azure {
         assert!(!stderr.contains("AzureCliCredential"), "{stderr}");
     }
 
+    const CERT_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CERT_CLIENT: &str = "5d2e3c4b-1a2b-4c3d-9e8f-0a1b2c3d4e5f";
+
+    /// A sandbox for the certificate principal at `server`: the authority is the stand-in,
+    /// `content` is written to `file` and named by AZURE_CLIENT_CERTIFICATE_PATH; no secret,
+    /// no static token.
+    fn certificate_sandbox(server: &AzureKvServer, file: &str, content: &[u8]) -> Sandbox {
+        let mut sandbox = sandbox_with(server, None);
+        let path = sandbox.write(file, content);
+        sandbox.env("AZURE_AUTHORITY_HOST", &server.vault_url);
+        sandbox.env("AZURE_TENANT_ID", CERT_TENANT);
+        sandbox.env("AZURE_CLIENT_ID", CERT_CLIENT);
+        sandbox.env("AZURE_CLIENT_CERTIFICATE_PATH", path.to_string_lossy());
+        sandbox
+    }
+
+    /// The form fields of the token requests the stand-in received, in order.
+    fn token_forms(server: &AzureKvServer) -> Vec<std::collections::HashMap<String, String>> {
+        server
+            .seen()
+            .iter()
+            .filter(|r| r.path == format!("/{CERT_TENANT}/oauth2/v2.0/token"))
+            .map(|r| {
+                String::from_utf8_lossy(&r.body)
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace("%2F", "/")))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A JWT's header and claims.
+    fn jwt_parts(jwt: &str) -> (serde_json::Value, serde_json::Value) {
+        let part = |i: usize| -> serde_json::Value {
+            let text = jwt.split('.').nth(i).expect("three parts");
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(text).unwrap()).unwrap()
+        };
+        (part(0), part(1))
+    }
+
+    #[test]
+    fn a_service_principal_with_a_certificate_signs_its_own_assertion() {
+        use super::azure_kv_server::ClientCert;
+        use base64::engine::general_purpose::STANDARD;
+        let cert = ClientCert::new("veil-sp");
+        let server = AzureKvServer::builder()
+            .tenant(CERT_TENANT)
+            .certificate_principal(CERT_CLIENT, &cert)
+            .key(KEY_A, 1)
+            .start();
+
+        // PEM: the certificate and its PKCS#8 key. No secret, no static token.
+        let pkcs8 = format!("{}{}", cert.pem, cert.pkcs8_pem());
+        let sandbox = certificate_sandbox(&server, "sp.pem", pkcs8.as_bytes());
+        ok(sandbox.run(
+            &[
+                "encrypt",
+                "-i",
+                "--azure-kv",
+                &server.url(KEY_A),
+                "app.yaml",
+            ],
+            None,
+        ));
+        decrypts(&sandbox);
+        let text = sandbox.read("app.yaml");
+
+        // What reached the token endpoint: the client-credentials grant with a JWT assertion.
+        let forms = token_forms(&server);
+        assert!(!forms.is_empty());
+        for form in &forms {
+            assert_eq!(form["grant_type"], "client_credentials");
+            assert_eq!(form["client_id"], CERT_CLIENT);
+            assert_eq!(form["scope"], "https://vault.azure.net/.default");
+            assert_eq!(
+                form["client_assertion_type"],
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            );
+            assert!(!form.contains_key("client_secret"));
+        }
+        let (header, claims) = jwt_parts(&forms[0]["client_assertion"]);
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["x5t"], cert.x5t().as_str());
+        assert!(header.get("x5c").is_none());
+        assert_eq!(
+            claims["aud"],
+            format!("{}/{CERT_TENANT}/oauth2/v2.0/token", server.vault_url)
+        );
+        assert_eq!(claims["iss"], CERT_CLIENT);
+        assert_eq!(claims["sub"], CERT_CLIENT);
+        let (nbf, exp) = (
+            claims["nbf"].as_i64().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        );
+        assert!(exp > nbf && exp - nbf <= 600, "{claims}");
+
+        // The stand-in does verify: a flipped signature bit, another client.
+        let jwt = forms[0]["client_assertion"].as_str();
+        assert_eq!(server.check_assertion(CERT_CLIENT, jwt), Ok(()));
+        let mut parts: Vec<String> = jwt.split('.').map(String::from).collect();
+        let mut signature = URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
+        signature[17] ^= 1;
+        parts[2] = URL_SAFE_NO_PAD.encode(signature);
+        let err = server
+            .check_assertion(CERT_CLIENT, &parts.join("."))
+            .unwrap_err();
+        assert!(
+            err.starts_with("401 AADSTS700027") && err.contains("signature value"),
+            "{err}"
+        );
+        let err = server.check_assertion("someone-else", jwt).unwrap_err();
+        assert!(err.contains("AADSTS700016"), "{err}");
+
+        // A PKCS#1 key after a chain (the key's certificate second), with the chain sent.
+        let chain = format!("{}{}{}", server.ca_pem, cert.pem, cert.pkcs1_pem());
+        let mut with_chain = certificate_sandbox(&server, "chain.pem", chain.as_bytes());
+        with_chain.env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true");
+        with_chain.write("app.yaml", &text);
+        decrypts(&with_chain);
+        let forms = token_forms(&server);
+        let (header, _) = jwt_parts(&forms.last().unwrap()["client_assertion"]);
+        let x5c: Vec<&str> = header["x5c"]
+            .as_array()
+            .expect("x5c")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(x5c.len(), 2);
+        assert_eq!(x5c[0], STANDARD.encode(&cert.der));
+        assert_eq!(header["x5t"], cert.x5t().as_str());
+
+        // An encrypted PKCS#8 key opened with AZURE_CLIENT_CERTIFICATE_PASSWORD.
+        let password = "correct horse 42";
+        let encrypted = format!("{}{}", cert.pem, cert.encrypted_pkcs8_pem(password));
+        let mut locked = certificate_sandbox(&server, "locked.pem", encrypted.as_bytes());
+        locked.env("AZURE_CLIENT_CERTIFICATE_PASSWORD", password);
+        locked.write("app.yaml", &text);
+        decrypts(&locked);
+
+        // With both a secret and a certificate the secret is used, as the Azure SDKs do: a
+        // wrong secret fails although the certificate would have worked.
+        let mut both = certificate_sandbox(&server, "sp.pem", pkcs8.as_bytes());
+        both.env("AZURE_CLIENT_SECRET", "not-a-registered-secret");
+        both.write("app.yaml", &text);
+        let before = token_forms(&server).len();
+        let stderr = fails_with(both.run(&["decrypt", "app.yaml"], None), 128);
+        assert!(stderr.contains("AADSTS7000215"), "{stderr}");
+        assert!(!stderr.contains("not-a-registered-secret"), "{stderr}");
+        let forms = token_forms(&server);
+        assert!(forms[before..]
+            .iter()
+            .all(|f| f.contains_key("client_secret") && !f.contains_key("client_assertion")));
+    }
+
+    #[test]
+    fn an_unregistered_certificate_or_an_unusable_file_fails_with_128_and_says_why() {
+        use super::azure_kv_server::ClientCert;
+        let cert = ClientCert::new("registered");
+        let server = AzureKvServer::builder()
+            .tenant(CERT_TENANT)
+            .token(TOKEN)
+            .certificate_principal(CERT_CLIENT, &cert)
+            .key(KEY_A, 1)
+            .start();
+        let sandbox = sandbox(&server);
+        ok(sandbox.run(
+            &[
+                "encrypt",
+                "-i",
+                "--azure-kv",
+                &server.url(KEY_A),
+                "app.yaml",
+            ],
+            None,
+        ));
+        let text = sandbox.read("app.yaml");
+        let fail = |file: &str, content: &[u8], vars: &[(&str, &str)]| {
+            let mut other = certificate_sandbox(&server, file, content);
+            other.env("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential");
+            for (name, value) in vars {
+                other.env(name, *value);
+            }
+            other.write("app.yaml", &text);
+            let stderr = fails_with(other.run(&["decrypt", "app.yaml"], None), 128);
+            assert!(stderr.contains(&server.url(KEY_A)), "{stderr}");
+            assert!(stderr.contains("EnvironmentCredential"), "{stderr}");
+            assert!(stderr.contains(file), "{file}: {stderr}");
+            assert!(!stderr.contains("PRIVATE KEY-----"), "{stderr}");
+            stderr
+        };
+
+        // A certificate the application does not have: Entra's AADSTS700027, decisive (no
+        // other credential tried), and neither the key nor the assertion in the message.
+        let stranger = ClientCert::other_than(&cert, "stranger");
+        let stranger_key = stranger.pkcs8_pem();
+        let unregistered = certificate_sandbox(
+            &server,
+            "stranger.pem",
+            format!("{}{stranger_key}", stranger.pem).as_bytes(),
+        );
+        unregistered.write("app.yaml", &text);
+        let stderr = fails_with(unregistered.run(&["decrypt", "app.yaml"], None), 128);
+        assert!(stderr.contains("EnvironmentCredential"), "{stderr}");
+        assert!(
+            stderr.contains("client certificate") && stderr.contains("stranger.pem"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("AADSTS700027"), "{stderr}");
+        assert!(!stderr.contains("AzureCliCredential"), "{stderr}");
+        for line in stranger_key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!stderr.contains(line), "key material in: {stderr}");
+        }
+        let forms = token_forms(&server);
+        let assertion = &forms.last().unwrap()["client_assertion"];
+        assert!(!stderr.contains(assertion.as_str()), "{stderr}");
+        assert!(
+            !stderr.contains(assertion.split('.').nth(2).unwrap()),
+            "{stderr}"
+        );
+
+        // A file that is not there.
+        let mut missing = certificate_sandbox(&server, "unused.pem", b"");
+        missing.env("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential");
+        missing.env("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/veil/sp.pem");
+        missing.write("app.yaml", &text);
+        let stderr = fails_with(missing.run(&["decrypt", "app.yaml"], None), 128);
+        assert!(
+            stderr.contains("/nonexistent/veil/sp.pem") && stderr.contains("cannot read"),
+            "{stderr}"
+        );
+
+        // A certificate without its private key.
+        let stderr = fail("cert-only.pem", cert.pem.as_bytes(), &[]);
+        assert!(stderr.contains("no private key"), "{stderr}");
+
+        // PKCS#12: refused with the conversion command.
+        let stderr = fail("sp.pfx", &[0x30, 0x82, 0x0a, 0x00, 0x02, 0x01, 0x03], &[]);
+        assert!(stderr.contains("openssl pkcs12"), "{stderr}");
+
+        // An encrypted key: without the password, and with a wrong one.
+        let encrypted = format!("{}{}", cert.pem, cert.encrypted_pkcs8_pem("right-pw"));
+        let stderr = fail("locked.pem", encrypted.as_bytes(), &[]);
+        assert!(
+            stderr.contains("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            "{stderr}"
+        );
+        let stderr = fail(
+            "locked.pem",
+            encrypted.as_bytes(),
+            &[("AZURE_CLIENT_CERTIFICATE_PASSWORD", "wrong-pw-7")],
+        );
+        assert!(
+            stderr.contains("wrong AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("wrong-pw-7"), "{stderr}");
+
+        // The key of another certificate.
+        let mismatched = format!("{}{stranger_key}", cert.pem);
+        let stderr = fail("mismatch.pem", mismatched.as_bytes(), &[]);
+        assert!(stderr.contains("belongs to its private key"), "{stderr}");
+    }
+
     #[test]
     fn an_unreachable_vault_fails_with_128_and_a_clear_message() {
         let server = server();

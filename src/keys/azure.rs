@@ -14,7 +14,7 @@
 //! |---|---|
 //! | a static bearer token (veil's own, first when set) | `VEIL_AZURE_ACCESS_TOKEN` |
 //! | service principal with a secret | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` |
-//! | service principal with a certificate | `AZURE_CLIENT_CERTIFICATE_PATH`: refused with a message (the SDK needs OpenSSL for it) |
+//! | service principal with a certificate (when no secret is set, as in the Go SDK) | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_CERTIFICATE_PATH` (PEM: certificate and RSA key, PKCS#8, PKCS#1 or encrypted PKCS#8), `AZURE_CLIENT_CERTIFICATE_PASSWORD`, `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` |
 //! | workload identity (AKS) | `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` |
 //! | managed identity (App Service, VM, Arc) | the platform's variables; `AZURE_CLIENT_ID` picks a user-assigned identity |
 //! | Azure CLI, then Azure Developer CLI | `az login`, `azd auth login` |
@@ -23,7 +23,9 @@
 //! (environment, workload identity, managed identity), or one credential's name
 //! (`EnvironmentCredential`, `WorkloadIdentityCredential`, `ManagedIdentityCredential`,
 //! `AzureCliCredential`, `AzureDeveloperCliCredential`). `AZURE_AUTHORITY_HOST` selects another
-//! cloud's login endpoint. On a machine that is not an Azure VM the managed identity endpoint is
+//! cloud's login endpoint. The certificate credential signs its client assertion in pure Rust
+//! (`certificate.rs`; the SDK's own needs OpenSSL) and lets the SDK's `ClientAssertionCredential`
+//! make the token request. On a machine that is not an Azure VM the managed identity endpoint is
 //! probed for one second first, so the chain moves on quickly instead of retrying for a minute.
 //!
 //! `VEIL_AZURE_CA_BUNDLE` names a PEM file of CA certificates to trust besides the system's (for
@@ -57,6 +59,10 @@ use zeroize::Zeroizing;
 use super::net::{self, backoff, Timeouts, ATTEMPTS};
 use super::{Identity, KeyEntry, KeyError, KeyPart, Recipient};
 
+mod certificate;
+
+use certificate::{CertificateAssertion, CertificateCredential, ClientCertificate};
+
 const KIND: &str = "azure_kv";
 /// sops' key URL pattern (`azkv/keysource.go`).
 const URL_PATTERN: &str = r"^(https://[^/]+)/keys/([^/]+)(/[^/]*)?$";
@@ -64,6 +70,8 @@ const URL_PATTERN: &str = r"^(https://[^/]+)/keys/([^/]+)(/[^/]*)?$";
 const API_VERSION: &str = "7.6";
 /// How long the managed identity endpoint of a VM gets to accept a connection.
 const IMDS_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Entra ID of the public cloud, when `AZURE_AUTHORITY_HOST` is unset.
+const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// A static token is taken to be valid this long (the vault says when it is not).
 const STATIC_TOKEN_LIFETIME_SECS: i64 = 3600;
 
@@ -250,6 +258,12 @@ pub struct AzureSettings {
     client_id: Option<String>,
     client_secret: Option<Zeroizing<String>>,
     client_certificate_path: Option<String>,
+    /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`, as given (not trimmed).
+    client_certificate_password: Option<Zeroizing<String>>,
+    /// `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` is `true` or `1`.
+    send_certificate_chain: bool,
+    /// `AZURE_AUTHORITY_HOST`.
+    authority_host: Option<String>,
     federated_token_file: Option<PathBuf>,
     /// Whether a managed identity endpoint other than a VM's is configured (App Service, Arc).
     platform_identity_endpoint: bool,
@@ -271,6 +285,12 @@ impl AzureSettings {
             client_id: get("AZURE_CLIENT_ID"),
             client_secret: get("AZURE_CLIENT_SECRET").map(Zeroizing::new),
             client_certificate_path: get("AZURE_CLIENT_CERTIFICATE_PATH"),
+            client_certificate_password: lookup("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+                .filter(|v| !v.is_empty())
+                .map(Zeroizing::new),
+            send_certificate_chain: get("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+            authority_host: get("AZURE_AUTHORITY_HOST"),
             federated_token_file: get("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from),
             platform_identity_endpoint: ["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "IMDS_ENDPOINT"]
                 .iter()
@@ -364,27 +384,38 @@ impl AzureSettings {
             })
         };
         Ok(match source {
-            Source::Environment => match (&self.tenant_id, &self.client_id, &self.client_secret) {
-                (Some(tenant), Some(client), Some(secret)) => link(
-                    ClientSecretCredential::new(
-                        tenant,
-                        client.clone(),
-                        Secret::new(secret.to_string()),
-                        Some(ClientSecretCredentialOptions {
-                            client_options: options.clone(),
-                        }),
-                    )
-                    .map_err(sdk)?,
-                    true,
-                ),
-                _ if self.client_certificate_path.is_some() => {
-                    return Err("AZURE_CLIENT_CERTIFICATE_PATH is set, but veil cannot use \
-                                    client certificates yet; use AZURE_CLIENT_SECRET, workload \
-                                    identity, a managed identity or the Azure CLI"
-                        .into())
+            // As the Go SDK's EnvironmentCredential: tenant and client ID, then a secret, else a
+            // certificate.
+            Source::Environment => {
+                let (secret, certificate) = (&self.client_secret, &self.client_certificate_path);
+                if secret.is_none() && certificate.is_none() {
+                    return Ok(None);
                 }
-                _ => None,
-            },
+                let (tenant, client) = match (&self.tenant_id, &self.client_id) {
+                    (Some(tenant), Some(client)) => (tenant, client),
+                    (None, _) => return Err("missing environment variable AZURE_TENANT_ID".into()),
+                    (_, None) => return Err("missing environment variable AZURE_CLIENT_ID".into()),
+                };
+                match (secret, certificate) {
+                    (Some(secret), _) => link(
+                        ClientSecretCredential::new(
+                            tenant,
+                            client.clone(),
+                            Secret::new(secret.to_string()),
+                            Some(ClientSecretCredentialOptions {
+                                client_options: options.clone(),
+                            }),
+                        )
+                        .map_err(sdk)?,
+                        true,
+                    ),
+                    (None, Some(path)) => link(
+                        self.certificate_credential(tenant, client, path, options)?,
+                        true,
+                    ),
+                    (None, None) => None,
+                }
+            }
             Source::WorkloadIdentity => {
                 match (&self.tenant_id, &self.client_id, &self.federated_token_file) {
                     (Some(tenant), Some(client), Some(file)) => {
@@ -443,6 +474,53 @@ impl AzureSettings {
                 false,
             ),
         })
+    }
+
+    /// A service principal's certificate credential: the file read now, assertions signed by
+    /// veil, the token request made by the SDK's `ClientAssertionCredential`.
+    fn certificate_credential(
+        &self,
+        tenant: &str,
+        client: &str,
+        path: &str,
+        options: &ClientOptions,
+    ) -> Result<Arc<dyn TokenCredential>, String> {
+        use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+        use azure_identity::ClientAssertionCredentialOptions;
+        let certificate = ClientCertificate::load(
+            path,
+            self.client_certificate_password
+                .as_deref()
+                .map(String::as_str),
+        )?;
+        // The assertion's audience is the token endpoint the SDK posts to: both are made from
+        // the same authority host, set explicitly on the credential's options.
+        let authority = self.authority_host.as_deref().unwrap_or(PUBLIC_AUTHORITY);
+        let endpoint = azure_core::http::Url::parse(authority)
+            .and_then(|url| url.join(&format!("/{tenant}/oauth2/v2.0/token")))
+            .map_err(|e| format!("AZURE_AUTHORITY_HOST={authority:?} is not a URL: {e}"))?;
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = authority.to_string();
+        let mut client_options = options.clone();
+        client_options.cloud = Some(Arc::new(CloudConfiguration::Custom(custom)));
+        let what = format!(
+            "client certificate {path} (thumbprint {})",
+            certificate.thumbprint_hex()
+        );
+        let assertion = CertificateAssertion {
+            certificate: Arc::new(certificate),
+            client_id: client.to_string(),
+            audience: endpoint.to_string(),
+            send_chain: self.send_certificate_chain,
+        };
+        let inner = azure_identity::ClientAssertionCredential::new(
+            tenant.to_string(),
+            client.to_string(),
+            assertion,
+            Some(ClientAssertionCredentialOptions { client_options }),
+        )
+        .map_err(|e| describe_credential_error(&e))?;
+        Ok(Arc::new(CertificateCredential { inner, what }))
     }
 
     /// Whether the challenge resource must match the vault's host: always, but for loopback.
@@ -996,20 +1074,61 @@ mod tests {
         assert!(!format!("{credential:?}").contains("tok"));
     }
 
-    #[test]
-    fn a_certificate_without_a_secret_is_reported_by_name() {
-        let settings = AzureSettings::from_env(|name| match name {
-            "AZURE_TOKEN_CREDENTIALS" => Some("EnvironmentCredential".into()),
-            "AZURE_CLIENT_CERTIFICATE_PATH" => Some("/nonexistent/cert.pem".into()),
-            _ => None,
+    fn environment_failure(vars: &[(&str, &str)]) -> String {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let settings = AzureSettings::from_env(|name| {
+            if name == "AZURE_TOKEN_CREDENTIALS" {
+                return Some("EnvironmentCredential".into());
+            }
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         });
         let chain = settings.credential().unwrap();
         let err = runtime()
             .unwrap()
             .block_on(chain.get_token(&["https://vault.azure.net/.default"], None))
             .unwrap_err();
-        let text = err.to_string();
+        err.to_string()
+    }
+
+    #[test]
+    fn a_certificate_credential_names_what_is_missing_or_unreadable() {
+        let text = environment_failure(&[("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/c.pem")]);
+        assert!(text.contains("EnvironmentCredential"), "{text}");
+        assert!(text.contains("AZURE_TENANT_ID"), "{text}");
+        let text = environment_failure(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/c.pem"),
+        ]);
+        assert!(text.contains("/nonexistent/c.pem"), "{text}");
         assert!(text.contains("AZURE_CLIENT_CERTIFICATE_PATH"), "{text}");
+    }
+
+    #[test]
+    fn certificate_settings_come_from_the_environment() {
+        let settings = AzureSettings::from_env(|name| match name {
+            "AZURE_CLIENT_CERTIFICATE_PASSWORD" => Some(" spaced ".into()),
+            "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN" => Some("TRUE".into()),
+            _ => None,
+        });
+        // A password is taken as given: spaces may be part of it.
+        assert_eq!(
+            settings
+                .client_certificate_password
+                .as_deref()
+                .map(String::as_str),
+            Some(" spaced ")
+        );
+        assert!(settings.send_certificate_chain);
+        for (value, send) in [("1", true), ("false", false), ("yes", false)] {
+            let settings = AzureSettings::from_env(|name| {
+                (name == "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN").then(|| value.to_string())
+            });
+            assert_eq!(settings.send_certificate_chain, send, "{value}");
+        }
     }
 
     #[test]

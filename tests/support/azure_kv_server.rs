@@ -25,7 +25,20 @@
 //! `AZURE_AUTHORITY_HOST` at the server): `POST /{tenant}/oauth2/v2.0/token` with the form
 //! `grant_type=client_credentials&client_id=…&client_secret=…&scope=https://vault.azure.net/.default`
 //! → `{"token_type": "Bearer", "expires_in", "access_token"}` (a token the vault then accepts), or
-//! 401 `invalid_client` with `AADSTS7000215`. One request per connection, one thread, on
+//! 401 `invalid_client` with `AADSTS7000215`.
+//!
+//! A service principal may instead hold a certificate ([`Builder::certificate_principal`]): the
+//! form then carries `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+//! and `client_assertion`, a JWT checked as Entra documents it
+//! (learn.microsoft.com/entra/identity-platform/certificate-credentials): header `alg` RS256
+//! (or PS256), `x5t` (base64url SHA-1) or `x5t#S256` (base64url SHA-256) naming one of the
+//! client's registered certificates, `x5c` (if sent) starting with that certificate; the
+//! signature verified with the certificate's public key; claims `aud` = this token endpoint's
+//! URL, `iss` = `sub` = the client ID, a `jti`, `nbf` not in the future and `exp` not past, at
+//! most 10 minutes ahead (5 minutes of clock skew allowed). An unknown thumbprint or a bad
+//! signature gets 401 `invalid_client` `AADSTS700027`, a time outside the window
+//! `AADSTS700024`, a malformed JWT or wrong claims 400/401 `AADSTS50027`, an unknown client
+//! `AADSTS700016`, as Entra answers them. One request per connection, one thread, on
 //! 127.0.0.1 port 0. Only RSA-OAEP-256 is implemented.
 #![allow(dead_code)]
 
@@ -37,8 +50,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
 use crate::http::{read_request, write_json_with_headers, Listener};
 
@@ -82,6 +97,8 @@ struct State {
     vault_url: String,
     /// client_id → client_secret of service principals in the tenant.
     principals: Vec<(String, String)>,
+    /// client_id → a certificate (DER) registered for it, and its public key.
+    certificate_principals: Vec<(String, Vec<u8>, RsaPublicKey)>,
     issued: usize,
 }
 
@@ -137,6 +154,17 @@ impl Builder {
         self.state
             .principals
             .push((client_id.into(), secret.into()));
+        self
+    }
+
+    /// A service principal of the tenant authenticating with this certificate (several may be
+    /// registered for one client), allowed to use every key.
+    pub fn certificate_principal(mut self, client_id: &str, certificate: &ClientCert) -> Self {
+        self.state.certificate_principals.push((
+            client_id.into(),
+            certificate.der.clone(),
+            certificate.key.to_public_key(),
+        ));
         self
     }
 
@@ -223,6 +251,14 @@ impl AzureKvServer {
         let v = state.keys.get(name)?.iter().find(|v| v.id == version)?;
         let bytes = URL_SAFE_NO_PAD.decode(enc).ok()?;
         v.key.decrypt(Oaep::new::<sha2::Sha256>(), &bytes).ok()
+    }
+
+    /// The token endpoint's verdict on a client assertion: `Err("AADSTS…: …")` when refused.
+    pub fn check_assertion(&self, client_id: &str, jwt: &str) -> Result<(), String> {
+        let state = self.state.lock().unwrap();
+        check_assertion(&state, client_id, jwt).map_err(|(status, _, code, description)| {
+            format!("{status} AADSTS{code}: {description}")
+        })
     }
 
     /// Every request so far.
@@ -336,7 +372,25 @@ fn issue_token(
             "The provided scope is not valid.",
         );
     }
-    let (client_id, secret) = (field("client_id"), field("client_secret"));
+    let client_id = field("client_id");
+    let assertion = field("client_assertion");
+    if !assertion.is_empty() {
+        if field("client_assertion_type") != ASSERTION_TYPE {
+            return entra_error(
+                400,
+                "invalid_request",
+                50027,
+                "Invalid client_assertion_type.",
+            );
+        }
+        if let Err((status, error, code, description)) =
+            check_assertion(state, &client_id, &assertion)
+        {
+            return entra_error(status, error, code, &description);
+        }
+        return grant(state, &client_id);
+    }
+    let secret = field("client_secret");
     if !state
         .principals
         .iter()
@@ -349,6 +403,11 @@ fn issue_token(
             "Invalid client secret provided.",
         );
     }
+    grant(state, &client_id)
+}
+
+/// A token for `client_id` that the vault accepts.
+fn grant(state: &mut State, client_id: &str) -> Reply {
     state.issued += 1;
     let token = format!("eyJ0eXAiOiJKV1QifQ.issued-{}-{}", client_id, state.issued);
     state.tokens.push((token.clone(), None));
@@ -357,6 +416,236 @@ fn issue_token(
         Vec::new(),
         json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
     )
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How far ahead `exp` may be, and the clock skew allowed.
+const MAX_LIFETIME_SECS: i64 = 600;
+const SKEW_SECS: i64 = 300;
+
+type Refusal = (u16, &'static str, u32, String);
+
+/// Entra ID's checks of a certificate client assertion.
+fn check_assertion(state: &State, client_id: &str, jwt: &str) -> Result<(), Refusal> {
+    let malformed = |why: &str| {
+        (
+            400,
+            "invalid_request",
+            50027,
+            format!("JWT token is invalid or malformed. {why}"),
+        )
+    };
+    let registered: Vec<&(String, Vec<u8>, RsaPublicKey)> = state
+        .certificate_principals
+        .iter()
+        .filter(|(c, _, _)| c == client_id)
+        .collect();
+    if registered.is_empty() {
+        return Err((
+            400,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'.",
+                state.tenant
+            ),
+        ));
+    }
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header_b64, claims_b64, signature_b64] = parts.as_slice() else {
+        return Err(malformed("It must have three parts."));
+    };
+    let json = |part: &str| -> Option<Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let (Some(header), Some(claims)) = (json(header_b64), json(claims_b64)) else {
+        return Err(malformed("The header or payload is not base64url JSON."));
+    };
+    let Ok(signature) = URL_SAFE_NO_PAD.decode(signature_b64) else {
+        return Err(malformed("The signature is not base64url."));
+    };
+    let alg = header["alg"].as_str().unwrap_or_default();
+    if alg != "RS256" && alg != "PS256" {
+        return Err(malformed(&format!("Unsupported alg '{alg}'.")));
+    }
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    // x5t#S256 (SHA-256) when given, else x5t (SHA-1).
+    let (wanted, sha256) = match (text(&header["x5t#S256"]), text(&header["x5t"])) {
+        (Some(s256), _) => (s256, true),
+        (None, Some(s1)) => (s1, false),
+        (None, None) => return Err(malformed("The header has no x5t or x5t#S256.")),
+    };
+    let digest_of = |der: &[u8]| -> Vec<u8> {
+        if sha256 {
+            Sha256::digest(der).to_vec()
+        } else {
+            Sha1::digest(der).to_vec()
+        }
+    };
+    let key_not_found = || {
+        let hex: String = URL_SAFE_NO_PAD
+            .decode(&wanted)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        (
+            401,
+            "invalid_client",
+            700027,
+            format!(
+                "Client assertion contains an invalid signature. [Reason - The key was not \
+                 found., Thumbprint of key used by client: '{hex}', Please visit the Azure \
+                 Portal, Graph Explorer or directly use MS Graph to see configured keys for app \
+                 Id '{client_id}'.]"
+            ),
+        )
+    };
+    let Some((_, der, public)) = registered
+        .iter()
+        .find(|(_, der, _)| URL_SAFE_NO_PAD.encode(digest_of(der)) == wanted)
+    else {
+        return Err(key_not_found());
+    };
+    if let Some(x5c) = header.get("x5c") {
+        let first = x5c
+            .as_array()
+            .and_then(|list| list.first())
+            .and_then(Value::as_str)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+        if first.as_ref() != Some(der) {
+            return Err(key_not_found());
+        }
+    }
+    let digest = Sha256::digest(format!("{header_b64}.{claims_b64}").as_bytes());
+    let verified = if alg == "RS256" {
+        public.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
+    } else {
+        public.verify(Pss::new::<Sha256>(), &digest, &signature)
+    };
+    if verified.is_err() {
+        return Err((
+            401,
+            "invalid_client",
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The provided signature \
+             value did not match the expected signature value.]"
+                .into(),
+        ));
+    }
+    let audience = format!("{}/{}/oauth2/v2.0/token", state.vault_url, state.tenant);
+    if claims["aud"].as_str() != Some(audience.as_str()) {
+        return Err((
+            401,
+            "invalid_client",
+            50027,
+            format!("Invalid JWT token. The audience must be '{audience}'."),
+        ));
+    }
+    if claims["iss"].as_str() != Some(client_id) || claims["sub"].as_str() != Some(client_id) {
+        return Err((
+            401,
+            "invalid_client",
+            50027,
+            "Invalid JWT token. iss and sub must be the client ID.".into(),
+        ));
+    }
+    if claims["jti"].as_str().is_none_or(str::is_empty) {
+        return Err(malformed("The jti claim is missing."));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (Some(nbf), Some(exp)) = (claims["nbf"].as_i64(), claims["exp"].as_i64()) else {
+        return Err(malformed("The nbf and exp claims are required."));
+    };
+    if nbf > now + SKEW_SECS || exp < now - SKEW_SECS || exp > now + MAX_LIFETIME_SECS + SKEW_SECS {
+        return Err((
+            401,
+            "invalid_client",
+            700024,
+            "Client assertion is not within its valid time range.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A client certificate for a service principal: an RSA-2048 key (from the pool) and a
+/// self-signed certificate for it, made with rcgen from that key.
+pub struct ClientCert {
+    pub key: RsaPrivateKey,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+impl ClientCert {
+    pub fn new(name: &str) -> ClientCert {
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa_key();
+        let pkcs8 = key.to_pkcs8_der().expect("PKCS#8");
+        let pair = rcgen::KeyPair::try_from(pkcs8.as_bytes()).expect("rcgen takes the RSA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&pair).expect("certificate");
+        ClientCert {
+            key,
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+        }
+    }
+
+    /// A certificate whose key is not `other`'s (the pool repeats keys).
+    pub fn other_than(other: &ClientCert, name: &str) -> ClientCert {
+        loop {
+            let cert = ClientCert::new(name);
+            if cert.key != other.key {
+                return cert;
+            }
+        }
+    }
+
+    /// The private key as PKCS#8 PEM (`PRIVATE KEY`).
+    pub fn pkcs8_pem(&self) -> String {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        self.key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+    }
+
+    /// The private key as PKCS#1 PEM (`RSA PRIVATE KEY`).
+    pub fn pkcs1_pem(&self) -> String {
+        use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+        self.key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string()
+    }
+
+    /// The private key as encrypted PKCS#8 (`ENCRYPTED PRIVATE KEY`), PBES2 with
+    /// PBKDF2-HMAC-SHA256 (2048 rounds, `openssl pkcs8 -topk8`'s default) and AES-256-CBC.
+    pub fn encrypted_pkcs8_pem(&self, password: &str) -> String {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let mut salt = [0u8; 16];
+        let mut iv = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        rand::thread_rng().fill_bytes(&mut iv);
+        let params =
+            pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(2048, &salt, &iv).unwrap();
+        let der = self.key.to_pkcs8_der().unwrap();
+        let encrypted = pkcs8::PrivateKeyInfo::try_from(der.as_bytes())
+            .unwrap()
+            .encrypt_with_params(params, password)
+            .unwrap();
+        encrypted
+            .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+            .unwrap()
+            .to_string()
+    }
+
+    /// base64url SHA-1 of the certificate: its `x5t`.
+    pub fn x5t(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha1::digest(&self.der))
+    }
 }
 
 /// `application/x-www-form-urlencoded` value decoding.
