@@ -1,13 +1,42 @@
 //! One conformance table: every format × every key source, through the real `veil` binary.
 //!
 //! For each (format, key source) pair: encrypt (no plaintext left, `filestatus`, exactly one key
-//! entry of that type), decrypt (byte-identical), `--output-type json` (same values), `--extract`
-//! (raw bytes), `set` (only that value's line and the MAC change), `rotate` (same plaintext, every
-//! ciphertext new) and encrypting the encrypted output again (exit 203). One sandbox per key source
-//! is reused across the formats; the key sources run as three tests, in parallel.
+//! entry of that type, naming the key that was asked for), decrypt (byte-identical),
+//! `--output-type json` (same values), `--extract` (raw bytes), `set` (only that value's line and
+//! the MAC change), `rotate` (same plaintext, every ciphertext new, the same key entry) and
+//! encrypting the encrypted output again (exit 203).
+//!
+//! The key sources: age X25519, age SSH ed25519 and PGP (the sops test key, from
+//! `VEIL_SOPS_VECTORS`); with their cargo features, AWS KMS (a real `moto_server`,
+//! `tests/support/moto.rs`), GCP KMS, Azure Key Vault (HTTPS) and Vault transit (the loopback
+//! stand-ins of `tests/support/`), and PKCS#11 with an AES-256 key and an RSA-2048 pair (a
+//! SoftHSM2 token, `tests/support/softhsm.rs`). A source whose external program is missing
+//! prints `SKIPPED:` and runs nothing. Each source has one sandbox, reused across the formats,
+//! that holds its credentials, and keeps its server alive for the whole table; the sources run
+//! as one test each, in parallel.
 
 mod common;
 
+#[cfg(feature = "azure")]
+#[path = "support/azure_kv_server.rs"]
+mod azure_kv_server;
+#[cfg(feature = "gcp")]
+#[path = "support/gcp_kms_server.rs"]
+mod gcp_kms_server;
+#[cfg(any(feature = "azure", feature = "gcp", feature = "vault"))]
+#[path = "support/http.rs"]
+mod http;
+#[cfg(feature = "aws")]
+#[path = "support/moto.rs"]
+mod moto;
+#[cfg(feature = "pkcs11")]
+#[path = "support/softhsm.rs"]
+mod softhsm;
+#[cfg(feature = "vault")]
+#[path = "support/vault_server.rs"]
+mod vault_server;
+
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
@@ -203,8 +232,10 @@ struct KeySource {
     label: &'static str,
     sandbox: Sandbox,
     encrypt_args: Vec<String>,
-    /// `(metadata key type, recipient or fingerprint)`
+    /// `(metadata key type, identifying fields)`, as `key_entries` reads them (see `ENTRY_IDS`).
     entry: (String, String),
+    /// What the key lives in (a server, a shared `moto_server`), kept alive for the table.
+    _server: Option<Box<dyn Any>>,
 }
 
 fn age_x25519() -> Option<KeySource> {
@@ -215,6 +246,7 @@ fn age_x25519() -> Option<KeySource> {
         sandbox,
         encrypt_args: vec!["--age".into(), recipient.clone()],
         entry: ("age".into(), recipient),
+        _server: None,
     })
 }
 
@@ -250,6 +282,7 @@ fn age_ssh_ed25519() -> Option<KeySource> {
         sandbox,
         encrypt_args,
         entry: ("age".into(), public),
+        _server: None,
     })
 }
 
@@ -261,28 +294,177 @@ fn pgp() -> Option<KeySource> {
         sandbox,
         encrypt_args: vec!["--pgp".into(), PGP_FP.into()],
         entry: ("pgp".into(), PGP_FP.into()),
+        _server: None,
     })
+}
+
+/// A symmetric key of a real `moto_server`, with its test credentials.
+#[cfg(feature = "aws")]
+fn aws_kms() -> Option<KeySource> {
+    let moto = moto::moto()?;
+    let arn = moto.create_key();
+    let mut sandbox = Sandbox::new();
+    moto.credentials(&mut sandbox);
+    Some(KeySource {
+        label: "aws-kms",
+        sandbox,
+        encrypt_args: vec!["--kms".into(), arn.clone()],
+        entry: ("kms".into(), arn),
+        _server: Some(Box::new(moto)),
+    })
+}
+
+#[cfg(feature = "gcp")]
+fn gcp_kms() -> Option<KeySource> {
+    const KEY: &str = "projects/veil/locations/global/keyRings/conformance/cryptoKeys/app";
+    const TOKEN: &str = "ya29.conformance-access-token";
+    let server = gcp_kms_server::GcpKmsServer::builder()
+        .token(TOKEN)
+        .key(KEY)
+        .start();
+    let mut sandbox = Sandbox::new();
+    sandbox
+        .env("SOPS_GCP_KMS_ENDPOINT", server.endpoint.clone())
+        .env("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN);
+    Some(KeySource {
+        label: "gcp-kms",
+        sandbox,
+        encrypt_args: vec!["--gcp-kms".into(), KEY.into()],
+        entry: ("gcp_kms".into(), KEY.into()),
+        _server: Some(Box::new(server)),
+    })
+}
+
+/// A key with two versions, named without one: the entry records the latest.
+#[cfg(feature = "azure")]
+fn azure_kv() -> Option<KeySource> {
+    const KEY: &str = "conformance";
+    const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.conformance";
+    let server = azure_kv_server::AzureKvServer::builder()
+        .token(TOKEN)
+        .key(KEY, 2)
+        .start();
+    let mut sandbox = Sandbox::new();
+    let ca = sandbox.dir.path().join("azure-ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    sandbox
+        .env("VEIL_AZURE_CA_BUNDLE", ca.display().to_string())
+        .env("VEIL_AZURE_ACCESS_TOKEN", TOKEN);
+    let latest = server.versions(KEY).pop().expect("a version");
+    Some(KeySource {
+        label: "azure-kv",
+        sandbox,
+        encrypt_args: vec!["--azure-kv".into(), server.url(KEY)],
+        entry: ("azure_kv".into(), format!("{}/{latest}", server.url(KEY))),
+        _server: Some(Box::new(server)),
+    })
+}
+
+#[cfg(feature = "vault")]
+fn vault_transit() -> Option<KeySource> {
+    const TOKEN: &str = "hvs.conformance-token";
+    let server = vault_server::VaultServer::builder()
+        .token(TOKEN)
+        .key("transit", "conformance")
+        .start();
+    let mut sandbox = Sandbox::new();
+    sandbox.env("VAULT_TOKEN", TOKEN);
+    let uri = server.uri("transit", "conformance");
+    Some(KeySource {
+        label: "vault",
+        sandbox,
+        encrypt_args: vec!["--hc-vault-transit".into(), uri.clone()],
+        entry: ("hc_vault".into(), uri),
+        _server: Some(Box::new(server)),
+    })
+}
+
+/// The token's AES-256 key, its PIN from the URI's `pin-source` file.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_aes() -> Option<KeySource> {
+    let hsm = softhsm::Hsm::new("conf-aes")?;
+    let uri = hsm.uri("object=sops-aes;type=secret-key", &hsm.pin_source());
+    Some(KeySource {
+        label: "p11-aes",
+        sandbox: hsm.sandbox,
+        encrypt_args: vec!["--pkcs11".into(), uri.clone()],
+        entry: ("pkcs11".into(), uri),
+        _server: None,
+    })
+}
+
+/// The token's RSA-2048 pair: wrapped with the public key, unwrapped with the private one (the
+/// PIN from VEIL_PKCS11_PIN).
+#[cfg(feature = "pkcs11")]
+fn pkcs11_rsa() -> Option<KeySource> {
+    let mut hsm = softhsm::Hsm::new("conf-rsa")?;
+    let uri = hsm.uri("object=sops-rsa;type=public", "");
+    hsm.sandbox.env("VEIL_PKCS11_PIN", softhsm::PIN);
+    Some(KeySource {
+        label: "p11-rsa",
+        sandbox: hsm.sandbox,
+        encrypt_args: vec!["--pkcs11".into(), uri.clone()],
+        entry: ("pkcs11".into(), uri),
+        _server: None,
+    })
+}
+
+/// Runs the table when the source is available (it printed `SKIPPED:` otherwise).
+fn table(source: Option<KeySource>) {
+    if let Some(source) = source {
+        run_table(&source);
+    }
 }
 
 #[test]
 fn every_format_with_age_x25519() {
-    if let Some(source) = age_x25519() {
-        run_table(&source);
-    }
+    table(age_x25519());
 }
 
 #[test]
 fn every_format_with_age_ssh_ed25519() {
-    if let Some(source) = age_ssh_ed25519() {
-        run_table(&source);
-    }
+    table(age_ssh_ed25519());
 }
 
 #[test]
 fn every_format_with_pgp() {
-    if let Some(source) = pgp() {
-        run_table(&source);
-    }
+    table(pgp());
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn every_format_with_aws_kms() {
+    table(aws_kms());
+}
+
+#[cfg(feature = "gcp")]
+#[test]
+fn every_format_with_gcp_kms() {
+    table(gcp_kms());
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn every_format_with_azure_key_vault() {
+    table(azure_kv());
+}
+
+#[cfg(feature = "vault")]
+#[test]
+fn every_format_with_vault_transit() {
+    table(vault_transit());
+}
+
+#[cfg(feature = "pkcs11")]
+#[test]
+fn every_format_with_pkcs11_aes() {
+    table(pkcs11_aes());
+}
+
+#[cfg(feature = "pkcs11")]
+#[test]
+fn every_format_with_pkcs11_rsa() {
+    table(pkcs11_rsa());
 }
 
 /// Runs every fixture with one key source; a broken case does not hide the others.
@@ -493,7 +675,35 @@ fn ciphertext_lines<'a>(before: &'a str, after: &str, key: &str) -> (Vec<&'a str
     (missing, replaced)
 }
 
-/// The key entries of a file's metadata, as `(type, recipient or fingerprint)`.
+/// What identifies the key of an entry, per metadata key type: a template over the entry's
+/// fields. A field the entry lacks stays as `{field}`, and an unknown type has no template, so
+/// both fail the comparison visibly.
+const ENTRY_IDS: &[(&str, &str)] = &[
+    ("age", "{recipient}"),
+    ("pgp", "{fp}"),
+    ("kms", "{arn}"),
+    ("gcp_kms", "{resource_id}"),
+    ("azure_kv", "{vault_url}/keys/{name}/{version}"),
+    (
+        "hc_vault",
+        "{vault_address}/v1/{engine_path}/keys/{key_name}",
+    ),
+    ("pkcs11", "{uri}"),
+];
+
+/// The identifying string of an entry of type `kind`, from its string fields.
+fn entry_id(kind: &str, field: impl Fn(&str) -> Option<String>) -> String {
+    let Some((_, template)) = ENTRY_IDS.iter().find(|(k, _)| *k == kind) else {
+        return format!("<no identifying fields known for {kind:?}>");
+    };
+    let re = regex::Regex::new(r"\{([a-z_]+)\}").unwrap();
+    re.replace_all(template, |c: &regex::Captures| {
+        field(&c[1]).unwrap_or_else(|| c[0].to_string())
+    })
+    .into_owned()
+}
+
+/// The key entries of a file's metadata, as `(type, identifying fields)`.
 fn key_entries(format: &str, file: &str) -> Vec<(String, String)> {
     match format {
         "yaml" => {
@@ -511,11 +721,10 @@ fn key_entries(format: &str, file: &str) -> Vec<(String, String)> {
             for (kind, item) in sops.iter() {
                 if let Some(tables) = item.as_array_of_tables() {
                     for table in tables.iter() {
-                        let id = ["recipient", "fp"]
-                            .iter()
-                            .find_map(|k| table.get(k).and_then(|v| v.as_str()))
-                            .unwrap_or_default();
-                        out.push((kind.to_string(), id.to_string()));
+                        let id = entry_id(kind, |f| {
+                            table.get(f).and_then(|v| v.as_str()).map(str::to_string)
+                        });
+                        out.push((kind.to_string(), id));
                     }
                 }
             }
@@ -532,11 +741,23 @@ fn key_entries(format: &str, file: &str) -> Vec<(String, String)> {
                 .expect("a [sops] section");
             flattened_entries(section.lines().filter_map(|line| {
                 let (key, value) = line.split_once('=')?;
-                Some((key.trim().to_string(), value.trim().to_string()))
+                Some((
+                    key.trim().to_string(),
+                    ini_unquote(value.trim()).to_string(),
+                ))
             }))
         }
         other => panic!("no metadata reader for {other}"),
     }
+}
+
+/// An INI value without the quotes go-ini writes around it: `"""…"""` (newlines, backticks),
+/// backticks (`;` or `#`, the comment markers, as in a PKCS#11 URI) or `"…"` (edge spaces).
+fn ini_unquote(value: &str) -> &str {
+    ["\"\"\"", "`", "\""]
+        .iter()
+        .find_map(|q| value.strip_prefix(q)?.strip_suffix(q))
+        .unwrap_or(value)
 }
 
 /// Entries of `sops:` as a tree: every list of mappings is a key type (`key_groups` would show up
@@ -549,11 +770,8 @@ fn structured_entries(sops: &Value) -> Vec<(String, String)> {
     for (kind, value) in map {
         if let Value::Array(items) = value {
             for item in items.iter().filter(|i| i.is_object()) {
-                let id = ["recipient", "fp"]
-                    .iter()
-                    .find_map(|k| item[*k].as_str())
-                    .unwrap_or_default();
-                out.push((kind.clone(), id.to_string()));
+                let id = entry_id(kind, |f| item[f].as_str().map(str::to_string));
+                out.push((kind.clone(), id));
             }
         }
     }
@@ -562,19 +780,20 @@ fn structured_entries(sops: &Value) -> Vec<(String, String)> {
 
 /// Entries of flattened metadata (`age__list_0__map_recipient = …`, spec §5.6).
 fn flattened_entries(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
-    let re = regex::Regex::new(r"^([a-z_]+?)__list_(\d+)__map_([a-z_]+)$").unwrap();
-    let mut entries: BTreeMap<(String, usize), String> = BTreeMap::new();
+    let re = regex::Regex::new(r"^([a-z0-9_]+?)__list_(\d+)__map_([a-z0-9_]+)$").unwrap();
+    let mut entries: BTreeMap<(String, usize), BTreeMap<String, String>> = BTreeMap::new();
     for (key, value) in pairs {
         let Some(c) = re.captures(&key) else { continue };
-        let id = entries
+        entries
             .entry((c[1].to_string(), c[2].parse().unwrap()))
-            .or_default();
-        if matches!(&c[3], "recipient" | "fp") {
-            *id = value;
-        }
+            .or_default()
+            .insert(c[3].to_string(), value);
     }
     entries
         .into_iter()
-        .map(|((kind, _), id)| (kind, id))
+        .map(|((kind, _), fields)| {
+            let id = entry_id(&kind, |f| fields.get(f).cloned());
+            (kind, id)
+        })
         .collect()
 }
