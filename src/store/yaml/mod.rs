@@ -21,6 +21,7 @@
 //! a flow top-level mapping that must take a `sops` block make the writer fall back to fresh
 //! YAML.
 
+mod fast;
 mod read;
 mod resolve;
 mod splice;
@@ -88,6 +89,7 @@ pub struct Layout {
 }
 
 #[derive(Clone)]
+#[cfg_attr(test, derive(Debug))]
 struct DocumentLayout {
     /// Where a new `sops` block goes: after the document's last line.
     insert_at: usize,
@@ -104,9 +106,11 @@ struct DocumentLayout {
 /// Kept lean: keys live once in one string (`keys`), and a leaf whose original value can be
 /// read again from the source text (the common case) stores no copy of it.
 #[derive(Clone, Default)]
+#[cfg_attr(test, derive(Debug))]
 struct Shape(Arc<ShapeData>);
 
 #[derive(Default)]
+#[cfg_attr(test, derive(Debug))]
 struct ShapeData {
     steps: Vec<Step>,
     /// The leaves, in order: each `Step::Leaf` is the next one.
@@ -115,6 +119,7 @@ struct ShapeData {
     keys: String,
 }
 
+#[cfg_attr(test, derive(Debug))]
 enum Step {
     /// A mapping or list begins.
     Open,
@@ -129,6 +134,7 @@ enum Step {
 }
 
 /// A scalar or comment as read.
+#[cfg_attr(test, derive(Debug))]
 struct Leaf {
     start: usize,
     original: Original,
@@ -136,6 +142,7 @@ struct Leaf {
 }
 
 /// What a leaf held when it was read.
+#[cfg_attr(test, derive(Debug))]
 enum Original {
     /// A plain, untagged scalar whose source text is its text: the value is that text
     /// resolved again (`resolve_plain`).

@@ -19,7 +19,7 @@ use std::ops::Range;
 use base64::Engine;
 use granit_parser::{Event, Marker, Parser, Placement, ScalarStyle, StructureStyle, Tag};
 
-use super::resolve::{resolve_plain, ResolveError};
+use super::resolve::{resolve_plain, resolve_typed, ResolveError};
 use super::{DocumentLayout, Leaf, Original, Shape, ShapeData, Step};
 use crate::crypt::display_path;
 use crate::store::StoreError;
@@ -29,6 +29,7 @@ use crate::tree::{
 
 /// What [`read`] found: the documents (without their `sops` entries), the first `sops` entry,
 /// and the layout facts the splicing writer needs.
+#[cfg_attr(test, derive(Debug))]
 pub(super) struct Read {
     pub documents: Vec<Map>,
     pub metadata: Option<Node>,
@@ -36,16 +37,66 @@ pub(super) struct Read {
     pub shape: Shape,
 }
 
-/// Parses a whole YAML stream.
+/// Parses a whole YAML stream: with the fast scanner when it reads the whole input, otherwise
+/// (or when the reader finds a fault, so that the error is granit's) with granit.
 pub(super) fn read(source: &str) -> Result<Read, StoreError> {
+    if fast_path_enabled() {
+        if let Some(read) = read_fast(source) {
+            // Under test every read the fast path makes is checked against granit's, so the
+            // whole suite doubles as a differential test.
+            #[cfg(test)]
+            match read_granit(source) {
+                Ok(granit) => assert_eq!(
+                    format!("{read:?}"),
+                    format!("{granit:?}"),
+                    "the fast path and granit read {source:?} differently"
+                ),
+                Err(e) => panic!("the fast path reads {source:?}, granit fails: {e}"),
+            }
+            return Ok(read);
+        }
+    }
+    read_granit(source)
+}
+
+/// `VEIL_YAML_FAST=0` turns the fast scanner off, so that a test suite can run over granit
+/// alone; read once.
+fn fast_path_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("VEIL_YAML_FAST").is_none_or(|v| v != "0"))
+}
+
+/// [`read`] over the fast scanner; `None` when it declines or anything fails.
+pub(super) fn read_fast(source: &str) -> Option<Read> {
+    let mut reader = Reader::new(source);
+    let complete = super::fast::scan(source, |event, at| reader.event(event, at, None).is_ok());
+    if !complete {
+        return None;
+    }
+    reader.finish().ok()
+}
+
+/// [`read`] over granit.
+pub(super) fn read_granit(source: &str) -> Result<Read, StoreError> {
+    let mut reader = Reader::new(source);
+    for event in granit_events(source) {
+        let (event, at, tag_range) = event?;
+        reader.event(event, at, tag_range)?;
+    }
+    reader.finish()
+}
+
+/// granit's events over `source`, with the positions the reader takes from their spans.
+pub(super) fn granit_events(
+    source: &str,
+) -> impl Iterator<Item = Result<(Event<'_>, Position, Option<Range<usize>>), StoreError>> {
     let options = granit_parser::options! {
         // libyaml (and so yaml.v3) adds no line feed to a block scalar ending the input.
         block_scalar_eof_without_line_feed: true,
         // A long run of comment lines is ordinary in configuration files.
         max_buffered_comment_events: 1 << 20,
     };
-    let mut reader = Reader::new(source);
-    for event in Parser::new_from_str_with_options(source, options) {
+    Parser::new_from_str_with_options(source, options).map(|event| {
         let (event, span) = event.map_err(|e| StoreError::Syntax {
             line: e.marker().line(),
             column: e.marker().col() + 1,
@@ -60,30 +111,32 @@ pub(super) fn read(source: &str) -> Result<Read, StoreError> {
             indent: span.indent,
         };
         let tag_range = span.tag_span().map(|t| offset(&t.start)..offset(&t.end));
-        reader.event(event, at, tag_range)?;
-    }
-    reader.finish()
+        Ok((event, at, tag_range))
+    })
 }
 
 fn offset(marker: &Marker) -> usize {
     marker.byte_offset().unwrap_or(marker.index())
 }
 
-#[derive(Clone, Copy)]
-struct Position {
-    start: usize,
-    end: usize,
-    line: usize,
-    end_line: usize,
-    column: usize,
-    /// Content indentation, reported for block scalars.
-    indent: Option<usize>,
+/// Where an event stands, as the reader uses it: byte offsets, the lines (from 1) of its start
+/// and end, the column (in characters, from 0) of its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Position {
+    pub start: usize,
+    pub end: usize,
+    pub line: usize,
+    pub end_line: usize,
+    pub column: usize,
+    /// Content indentation, reported for block scalars (and block mapping keys).
+    pub indent: Option<usize>,
 }
 
 /// Where a leaf stands, as the writer needs it to put new text in its place. One is kept per
 /// leaf, so columns are stored in 32 bits ([`TOO_WIDE`] past that, which makes the writer fall
 /// back to fresh YAML rather than guess).
 #[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug))]
 pub(super) struct LeafContext {
     /// Inside a flow collection, where `,[]{}` end a plain scalar.
     pub in_flow: bool,
@@ -140,6 +193,7 @@ impl LeafContext {
 
 /// How a scalar's value as read follows from its source text, so the layout need not keep a copy.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub(super) enum FromSource {
     #[default]
     No,
@@ -222,6 +276,14 @@ struct Reader<'s> {
     frames: Vec<Frame>,
     pending: Vec<PendingComment>,
     anchors: HashMap<usize, Node>,
+    /// Item vectors of closed collections, emptied, for the next ones to grow in: each
+    /// collection then costs one exact allocation instead of a series of growing ones.
+    spare_maps: Vec<Vec<MapItem>>,
+    spare_lists: Vec<Vec<ListItem>>,
+    /// The shape's size, counted as the events come (near enough to allocate it once), unless
+    /// an alias copied a collection.
+    size: ShapeSize,
+    copied_collection: bool,
     /// Leaf contexts by source offset, mostly in source order; sorted once at the end.
     contexts: Vec<(usize, LeafContext)>,
     documents: Vec<Map>,
@@ -250,6 +312,10 @@ impl<'s> Reader<'s> {
             frames: Vec::new(),
             pending: Vec::new(),
             anchors: HashMap::new(),
+            spare_maps: Vec::new(),
+            spare_lists: Vec::new(),
+            size: ShapeSize::default(),
+            copied_collection: false,
             contexts: Vec::new(),
             documents: Vec::new(),
             layouts: Vec::new(),
@@ -276,6 +342,8 @@ impl<'s> Reader<'s> {
             Event::DocumentEnd => self.end_document(),
             Event::Comment(text, placement) => {
                 self.document_end = self.document_end.max(at.end);
+                self.size.steps += 1;
+                self.size.leaves += 1;
                 let comment = Comment {
                     text: text.into_owned(),
                     inline: placement == Placement::Right,
@@ -300,7 +368,7 @@ impl<'s> Reader<'s> {
                     self.last_content_end = at.end;
                     if style == ScalarStyle::Plain
                         && tag.is_none()
-                        && !matches!(resolve_plain(&text), Ok(Value::Str(_)) | Err(_))
+                        && matches!(resolve_typed(&text), Ok(Some(_)))
                     {
                         return Err(StoreError::NonStringKey {
                             path: display_path(&self.path()),
@@ -315,13 +383,15 @@ impl<'s> Reader<'s> {
                     FromSource::No
                 } else {
                     match style {
-                        ScalarStyle::Plain if self.source.get(range.clone()) == Some(&*text) => {
+                        ScalarStyle::Plain if is_source(self.source.get(range.clone()), &text) => {
                             FromSource::Plain
                         }
                         ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
                             if range.len() >= 2
-                                && self.source.get(range.start + 1..range.end - 1)
-                                    == Some(&*text) =>
+                                && is_source(
+                                    self.source.get(range.start + 1..range.end - 1),
+                                    &text,
+                                ) =>
                         {
                             FromSource::Quoted
                         }
@@ -375,6 +445,7 @@ impl<'s> Reader<'s> {
                         return self.content(Content::Scalar(scalar, context), at);
                     }
                     mut collection => {
+                        self.copied_collection = true;
                         // The copy has no source of its own: the writer falls back to a fresh
                         // rendering rather than writing a value twice.
                         strip_spans(&mut collection);
@@ -388,13 +459,16 @@ impl<'s> Reader<'s> {
             }
             Event::MappingStart(style, anchor, _) => {
                 self.document_end = self.document_end.max(at.end);
+                self.size.steps += 2;
                 self.last_content_end = at.end;
                 let flow = style == StructureStyle::Flow;
-                let frame = self.new_frame(Body::Map(Map::new(), None), at.column, flow, anchor);
+                let items = self.spare_maps.pop().unwrap_or_default();
+                let frame = self.new_frame(Body::Map(Map(items), None), at.column, flow, anchor);
                 self.content(Content::Collection(frame), at)?;
             }
             Event::SequenceStart(style, anchor, _) => {
                 self.document_end = self.document_end.max(at.end);
+                self.size.steps += 2;
                 self.last_content_end = at.end;
                 let flow = style == StructureStyle::Flow;
                 let indent = if flow {
@@ -402,7 +476,8 @@ impl<'s> Reader<'s> {
                 } else {
                     self.dash_column(at)
                 };
-                let frame = self.new_frame(Body::List(List::default()), indent, flow, anchor);
+                let items = self.spare_lists.pop().unwrap_or_default();
+                let frame = self.new_frame(Body::List(List(items)), indent, flow, anchor);
                 if self.frames.is_empty() {
                     return Err(self.structure("the top level of a document must be a mapping"));
                 }
@@ -482,6 +557,8 @@ impl<'s> Reader<'s> {
             for p in pending {
                 map.0.push(MapItem::Comment(p.comment));
             }
+            self.size.steps += 1;
+            self.size.key_bytes += key.len();
             *slot = Some(PendingKey {
                 key,
                 line: at.line,
@@ -624,6 +701,8 @@ impl<'s> Reader<'s> {
                 Ok(())
             }
             Content::Scalar(scalar, context) => {
+                self.size.steps += 1;
+                self.size.leaves += 1;
                 self.file_comments(pending);
                 if let Some(span) = &scalar.span {
                     self.contexts.push((span.range.start, context));
@@ -750,15 +829,20 @@ impl<'s> Reader<'s> {
         if self.frames.is_empty() {
             self.top = Some((frame.indent, !frame.flow));
         }
-        // Growth leaves up to half of a vector unused; give it back (in place).
+        // The node gets its items in a vector of their exact size; the frame's vector, grown
+        // to fit, goes back for the next collection.
         let node = match frame.body {
             Body::Map(mut map, _) => {
-                map.0.shrink_to_fit();
-                Node::Map(map)
+                let mut items = Vec::with_capacity(map.0.len());
+                items.append(&mut map.0);
+                self.spare_maps.push(map.0);
+                Node::Map(Map(items))
             }
             Body::List(mut list) => {
-                list.0.shrink_to_fit();
-                Node::List(list)
+                let mut items = Vec::with_capacity(list.0.len());
+                items.append(&mut list.0);
+                self.spare_lists.push(list.0);
+                Node::List(List(items))
             }
         };
         if frame.anchor != 0 {
@@ -806,13 +890,19 @@ impl<'s> Reader<'s> {
         }
         // Later entries for the same offset win, as they did in a map.
         self.contexts.sort_by_key(|(start, _)| *start);
-        let mut size = ShapeSize::default();
-        for document in &self.documents {
-            size.map(document);
-        }
+        let size = if self.copied_collection {
+            let mut size = ShapeSize::default();
+            for document in &self.documents {
+                size.map(document);
+            }
+            size
+        } else {
+            self.size
+        };
         let mut shape = ShapeBuilder {
             source: self.source,
             contexts: &self.contexts,
+            cursor: 0,
             data: ShapeData {
                 steps: Vec::with_capacity(size.steps + self.documents.len()),
                 leaves: Vec::with_capacity(size.leaves),
@@ -851,6 +941,12 @@ impl<'s> Reader<'s> {
             message: message.to_string(),
         }
     }
+}
+
+/// Whether a scalar's text is the source text `source`: often the very same bytes (a borrowed
+/// event text), which spares the comparison.
+fn is_source(source: Option<&str>, text: &str) -> bool {
+    source.is_some_and(|s| std::ptr::eq(s, text) || s == text)
 }
 
 fn list_context(indent: usize, flow: bool) -> LeafContext {
@@ -931,7 +1027,7 @@ pub(super) fn line_end_after(source: &str, at: usize) -> usize {
 }
 
 /// Counts the steps and key bytes of a shape, to allocate it once.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct ShapeSize {
     steps: usize,
     leaves: usize,
@@ -979,15 +1075,30 @@ struct ShapeBuilder<'a> {
     source: &'a str,
     /// Sorted by offset.
     contexts: &'a [(usize, LeafContext)],
+    /// Where the next leaf's context is likely to be in `contexts`.
+    cursor: usize,
     data: ShapeData,
 }
 
 impl ShapeBuilder<'_> {
-    /// The context recorded last for a leaf at `start`.
-    fn context(&self, start: usize) -> LeafContext {
-        let after = self.contexts.partition_point(|(at, _)| *at <= start);
-        match after.checked_sub(1).map(|i| &self.contexts[i]) {
-            Some((at, context)) if *at == start => *context,
+    /// The context recorded last for a leaf at `start`. Leaves come mostly in source order, so
+    /// the entry after the previous hit is tried before a binary search.
+    fn context(&mut self, start: usize) -> LeafContext {
+        let contexts = self.contexts;
+        let at = self.cursor;
+        let last_at = |i: usize| contexts.get(i + 1).is_none_or(|(next, _)| *next != start);
+        if let Some((offset, context)) = contexts.get(at) {
+            if *offset == start && last_at(at) {
+                self.cursor = at + 1;
+                return *context;
+            }
+        }
+        let after = contexts.partition_point(|(at, _)| *at <= start);
+        match after.checked_sub(1).map(|i| &contexts[i]) {
+            Some((at, context)) if *at == start => {
+                self.cursor = after;
+                *context
+            }
             _ => LeafContext::default(),
         }
     }

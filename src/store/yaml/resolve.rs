@@ -16,45 +16,55 @@ pub(super) enum ResolveError {
 
 /// Types a plain scalar as yaml.v3 does.
 pub(super) fn resolve_plain(text: &str) -> Result<Value, ResolveError> {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
-        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
-        ".nan" | ".NaN" | ".NAN" => return Ok(Value::Float(f64::NAN)),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Ok(Value::Float(f64::INFINITY))
-        }
-        "-.inf" | "-.Inf" | "-.INF" => return Ok(Value::Float(f64::NEG_INFINITY)),
-        _ => {}
-    }
+    Ok(resolve_typed(text)?.unwrap_or_else(|| Value::Str(text.to_string())))
+}
+
+/// [`resolve_plain`] without building the string: `None` when `text` is a string. Keys and the
+/// writer's checks only need to know that, once per scalar.
+pub(super) fn resolve_typed(text: &str) -> Result<Option<Value>, ResolveError> {
+    let value = match text {
+        "" | "~" | "null" | "Null" | "NULL" => Value::Null,
+        "true" | "True" | "TRUE" => Value::Bool(true),
+        "false" | "False" | "FALSE" => Value::Bool(false),
+        ".nan" | ".NaN" | ".NAN" => Value::Float(f64::NAN),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Value::Float(f64::NEG_INFINITY),
+        _ => return resolve_number(text),
+    };
+    Ok(Some(value))
+}
+
+/// Numbers and timestamps; `None` for anything else.
+fn resolve_number(text: &str) -> Result<Option<Value>, ResolveError> {
     let Some(&first) = text.as_bytes().first() else {
-        return Ok(Value::Null);
+        return Ok(Some(Value::Null));
     };
     if first == b'.' {
         // yaml.v3 hands anything starting with '.' to ParseFloat (".5").
-        return Ok(match go_float(text) {
-            Some(f) => Value::Float(f),
-            None => Value::Str(text.to_string()),
-        });
+        return Ok(go_float(text).map(Value::Float));
     }
     if !(first.is_ascii_digit() || first == b'+' || first == b'-') {
-        return Ok(Value::Str(text.to_string()));
+        return Ok(None);
     }
     if let Some(time) = parse_timestamp(text) {
-        return Ok(Value::Time(time));
+        return Ok(Some(Value::Time(time)));
     }
-    let plain = text.replace('_', "");
+    let plain = if text.contains('_') {
+        std::borrow::Cow::Owned(text.replace('_', ""))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     match go_int(&plain) {
-        GoInt::Signed(i) => return Ok(Value::Int(i)),
+        GoInt::Signed(i) => return Ok(Some(Value::Int(i))),
         GoInt::Unsigned => return Err(ResolveError::UnsignedInteger),
         GoInt::NotAnInt => {}
     }
     if is_yaml_float(&plain) {
         if let Some(f) = go_float(&plain) {
-            return Ok(Value::Float(f));
+            return Ok(Some(Value::Float(f)));
         }
     }
-    Ok(Value::Str(text.to_string()))
+    Ok(None)
 }
 
 enum GoInt {
@@ -71,17 +81,22 @@ fn go_int(text: &str) -> GoInt {
         Some(b'+') => (false, &text[1..]),
         _ => (false, text),
     };
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body) = if let Some(rest) = lower.strip_prefix("0x") {
-        (16, rest)
-    } else if let Some(rest) = lower.strip_prefix("0o") {
-        (8, rest)
-    } else if let Some(rest) = lower.strip_prefix("0b") {
-        (2, rest)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
+    // The prefix in either case, without a lowercased copy: `is_digit` and `from_str_radix`
+    // take upper-case hex digits as they are.
+    let prefix = |letter: u8| {
+        let b = digits.as_bytes();
+        b.len() >= 2 && b[0] == b'0' && b[1] | 0x20 == letter
+    };
+    let (radix, body) = if prefix(b'x') {
+        (16, &digits[2..])
+    } else if prefix(b'o') {
+        (8, &digits[2..])
+    } else if prefix(b'b') {
+        (2, &digits[2..])
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
     } else {
-        (10, lower.as_str())
+        (10, digits)
     };
     // from_str_radix would also take a second sign.
     if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
@@ -294,7 +309,7 @@ fn is_plain_safe_slow(text: &str, in_flow: bool) -> bool {
         // `a:b` is fine in block context but ambiguous next to flow indicators; quote it.
         return false;
     }
-    matches!(resolve_plain(text), Ok(Value::Str(_)))
+    matches!(resolve_typed(text), Ok(None))
 }
 
 /// The fast path of [`is_plain_safe`] in block context, for texts such as `ENC[…]` strings,

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 
 use super::read::{line_end_after, line_start, LeafContext};
-use super::resolve::{is_plain_safe, resolve_plain};
+use super::resolve::{is_plain_safe, resolve_typed};
 use super::write::{
     is_sealed_comment, literal_block, metadata_block, push_double_quoted, push_inline_str,
     push_inline_text, push_spaces, push_typed_text, single_quoted,
@@ -443,8 +443,8 @@ impl<'a> Walk<'a, '_> {
             Original::Value(original) => **original == *value,
             Original::Plain => match value {
                 // A plain text resolves to a string only as itself.
-                Value::Str(s) => s == text && matches!(resolve_plain(text), Ok(Value::Str(_))),
-                other => resolve_plain(text).is_ok_and(|v| v == *other),
+                Value::Str(s) => s == text && matches!(resolve_typed(text), Ok(None)),
+                other => resolve_typed(text).is_ok_and(|v| v.as_ref() == Some(other)),
             },
             Original::Quoted => {
                 matches!(value, Value::Str(s) if text.len() >= 2 && *s == text[1..text.len() - 1])
