@@ -24,26 +24,6 @@ fn sandbox(moto: &Moto) -> Sandbox {
     sandbox
 }
 
-fn kms_entries(text: &str) -> Vec<serde_yaml_ng::Mapping> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
-    doc["sops"]["kms"]
-        .as_sequence()
-        .map(|list| {
-            list.iter()
-                .map(|e| e.as_mapping().unwrap().clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn field(entry: &serde_yaml_ng::Mapping, name: &str) -> String {
-    entry
-        .get(name)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn decrypts(sandbox: &Sandbox) {
     let out = ok(sandbox.run(&["decrypt", "app.yaml"], None));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
@@ -57,7 +37,7 @@ fn encrypts_with_a_kms_key_and_decrypts() {
     ok(sandbox.run(&["encrypt", "-i", "--kms", &arn, "app.yaml"], None));
     let text = sandbox.read("app.yaml");
     assert!(!text.contains("hunter2"));
-    let entries = kms_entries(&text);
+    let entries = key_entries_of(&text, "kms");
     assert_eq!(entries.len(), 1, "{text}");
     let entry = &entries[0];
     assert_eq!(field(entry, "arn"), arn);
@@ -78,7 +58,10 @@ fn encrypts_with_a_kms_key_and_decrypts() {
     env_sandbox.env("SOPS_KMS_ARN", format!(" {arn} "));
     ok(env_sandbox.run(&["encrypt", "-i", "app.yaml"], None));
     assert_eq!(
-        field(&kms_entries(&env_sandbox.read("app.yaml"))[0], "arn"),
+        field(
+            &key_entries_of(&env_sandbox.read("app.yaml"), "kms")[0],
+            "arn"
+        ),
         arn
     );
     decrypts(&env_sandbox);
@@ -102,7 +85,7 @@ fn encryption_context_is_stored_and_must_match() {
         None,
     ));
     let text = sandbox.read("app.yaml");
-    let entry = &kms_entries(&text)[0];
+    let entry = &key_entries_of(&text, "kms")[0];
     let context = entry.get("context").and_then(|c| c.as_mapping()).unwrap();
     assert_eq!(context.get("app").and_then(|v| v.as_str()), Some("web"));
     assert_eq!(context.get("env").and_then(|v| v.as_str()), Some("prod"));
@@ -149,7 +132,7 @@ fn creation_rule_with_kms_and_age_in_a_key_group() {
     );
     ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
     let text = sandbox.read("app.yaml");
-    let entry = &kms_entries(&text)[0];
+    let entry = &key_entries_of(&text, "kms")[0];
     assert_eq!(field(entry, "arn"), arn);
     let context = entry.get("context").and_then(|c| c.as_mapping()).unwrap();
     assert_eq!(context.get("team").and_then(|v| v.as_str()), Some("ops"));
@@ -162,7 +145,7 @@ fn creation_rule_with_kms_and_age_in_a_key_group() {
     sandbox.write("app.yaml", PLAIN);
     ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
     assert_eq!(
-        field(&kms_entries(&sandbox.read("app.yaml"))[0], "arn"),
+        field(&key_entries_of(&sandbox.read("app.yaml"), "kms")[0], "arn"),
         arn
     );
     decrypts(&sandbox);
@@ -184,16 +167,16 @@ fn rotate_removes_and_adds_kms_keys_and_groups_add_takes_kms() {
         ],
         None,
     ));
-    assert_eq!(kms_entries(&sandbox.read("app.yaml")).len(), 2);
+    assert_eq!(key_entries_of(&sandbox.read("app.yaml"), "kms").len(), 2);
 
     ok(sandbox.run(&["rotate", "-i", "--rm-kms", &second, "app.yaml"], None));
-    let entries = kms_entries(&sandbox.read("app.yaml"));
+    let entries = key_entries_of(&sandbox.read("app.yaml"), "kms");
     assert_eq!(entries.len(), 1);
     assert_eq!(field(&entries[0], "arn"), first);
     decrypts(&sandbox);
 
     ok(sandbox.run(&["rotate", "-i", "--add-kms", &second, "app.yaml"], None));
-    let arns: Vec<String> = kms_entries(&sandbox.read("app.yaml"))
+    let arns: Vec<String> = key_entries_of(&sandbox.read("app.yaml"), "kms")
         .iter()
         .map(|e| field(e, "arn"))
         .collect();
@@ -229,7 +212,7 @@ fn an_arn_with_a_role_assumes_it_through_sts() {
         None,
     ));
     let text = sandbox.read("app.yaml");
-    let entry = &kms_entries(&text)[0];
+    let entry = &key_entries_of(&text, "kms")[0];
     assert_eq!(field(entry, "arn"), arn);
     assert_eq!(field(entry, "role"), ROLE);
     decrypts(&sandbox);

@@ -69,22 +69,6 @@ mod with_azure {
         sandbox_with(server, Some(TOKEN))
     }
 
-    fn azure_entries(text: &str) -> Vec<serde_yaml_ng::Mapping> {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
-        doc["sops"]["azure_kv"]
-            .as_sequence()
-            .map(|list| {
-                list.iter()
-                    .map(|e| e.as_mapping().unwrap().clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn field(entry: &serde_yaml_ng::Mapping, name: &str) -> String {
-        entry[name].as_str().unwrap_or_default().to_string()
-    }
-
     fn decrypts(sandbox: &Sandbox) {
         let out = ok(sandbox.run(&["decrypt", "app.yaml"], None));
         assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
@@ -113,7 +97,7 @@ mod with_azure {
         ));
         let text = sandbox.read("app.yaml");
         assert!(!text.contains("hunter2"));
-        let entries = azure_entries(&text);
+        let entries = key_entries_of(&text, "azure_kv");
         assert_eq!(entries.len(), 1);
         let entry = &entries[0];
 
@@ -182,7 +166,7 @@ mod with_azure {
             format!("{}/{old} , {}", server.url(KEY_A), server.url(KEY_B)),
         );
         ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
-        let entries = azure_entries(&sandbox.read("app.yaml"));
+        let entries = key_entries_of(&sandbox.read("app.yaml"), "azure_kv");
         let keys: Vec<(String, String)> = entries
             .iter()
             .map(|e| (field(e, "name"), field(e, "version")))
@@ -218,7 +202,7 @@ mod with_azure {
             None,
         ));
         let text = sandbox.read("app.yaml");
-        let entry = &azure_entries(&text)[0];
+        let entry = &key_entries_of(&text, "azure_kv")[0];
         let version = field(entry, "version");
         let veil_enc = field(entry, "enc");
         let data_key = server.open(KEY_B, &version, &veil_enc).unwrap();
@@ -747,7 +731,7 @@ mod with_azure {
             ),
         );
         ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
-        let entries = azure_entries(&sandbox.read("app.yaml"));
+        let entries = key_entries_of(&sandbox.read("app.yaml"), "azure_kv");
         assert_eq!(entries.len(), 1);
         assert_eq!(field(&entries[0], "name"), KEY_B);
         decrypts(&sandbox);
@@ -820,7 +804,7 @@ mod with_azure {
             ],
             None,
         ));
-        let names: Vec<String> = azure_entries(&sandbox.read("app.yaml"))
+        let names: Vec<String> = key_entries_of(&sandbox.read("app.yaml"), "azure_kv")
             .iter()
             .map(|e| field(e, "name"))
             .collect();
@@ -838,7 +822,7 @@ mod with_azure {
             ],
             None,
         ));
-        let entries = azure_entries(&sandbox.read("app.yaml"));
+        let entries = key_entries_of(&sandbox.read("app.yaml"), "azure_kv");
         assert_eq!(entries.len(), 1);
         assert_eq!(field(&entries[0], "name"), KEY_B);
         // Only KEY_B can open it now: the narrow token suffices.

@@ -33,22 +33,6 @@ fn sandbox(server: &GcpKmsServer) -> Sandbox {
     sandbox
 }
 
-fn gcp_entries(text: &str) -> Vec<serde_yaml_ng::Mapping> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
-    doc["sops"]["gcp_kms"]
-        .as_sequence()
-        .map(|list| {
-            list.iter()
-                .map(|e| e.as_mapping().unwrap().clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn field(entry: &serde_yaml_ng::Mapping, name: &str) -> String {
-    entry[name].as_str().unwrap_or_default().to_string()
-}
-
 fn decrypts(sandbox: &Sandbox) {
     let out = ok(sandbox.run(&["decrypt", "app.yaml"], None));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
@@ -61,7 +45,7 @@ fn encrypts_with_a_flag_writes_sops_metadata_and_decrypts_with_a_token() {
     ok(sandbox.run(&["encrypt", "-i", "--gcp-kms", KEY_A, "app.yaml"], None));
     let text = sandbox.read("app.yaml");
     assert!(!text.contains("hunter2"));
-    let entries = gcp_entries(&text);
+    let entries = key_entries_of(&text, "gcp_kms");
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
     assert_eq!(field(entry, "resource_id"), KEY_A);
@@ -108,7 +92,7 @@ fn encrypts_for_every_id_in_sops_gcp_kms_ids() {
     let mut sandbox = sandbox(&server);
     sandbox.env("SOPS_GCP_KMS_IDS", format!("{KEY_A}, {KEY_B}"));
     ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
-    let ids: Vec<String> = gcp_entries(&sandbox.read("app.yaml"))
+    let ids: Vec<String> = key_entries_of(&sandbox.read("app.yaml"), "gcp_kms")
         .iter()
         .map(|e| field(e, "resource_id"))
         .collect();
@@ -179,7 +163,7 @@ fn a_creation_rule_with_gcp_kms_and_age_in_a_key_group() {
     );
     ok(sandbox.run(&["encrypt", "-i", "app.yaml"], None));
     let text = sandbox.read("app.yaml");
-    let entries = gcp_entries(&text);
+    let entries = key_entries_of(&text, "gcp_kms");
     assert_eq!(entries.len(), 1);
     assert_eq!(field(&entries[0], "resource_id"), KEY_A);
     assert!(text.contains(&age));
@@ -217,16 +201,19 @@ fn rotate_removes_and_adds_gcp_keys_and_groups_add_takes_gcp_kms() {
         ],
         None,
     ));
-    assert_eq!(gcp_entries(&sandbox.read("app.yaml")).len(), 2);
+    assert_eq!(
+        key_entries_of(&sandbox.read("app.yaml"), "gcp_kms").len(),
+        2
+    );
 
     ok(sandbox.run(&["rotate", "-i", "--rm-gcp-kms", KEY_B, "app.yaml"], None));
-    let entries = gcp_entries(&sandbox.read("app.yaml"));
+    let entries = key_entries_of(&sandbox.read("app.yaml"), "gcp_kms");
     assert_eq!(entries.len(), 1);
     assert_eq!(field(&entries[0], "resource_id"), KEY_A);
     decrypts(&sandbox);
 
     ok(sandbox.run(&["rotate", "-i", "--add-gcp-kms", KEY_B, "app.yaml"], None));
-    let ids: Vec<String> = gcp_entries(&sandbox.read("app.yaml"))
+    let ids: Vec<String> = key_entries_of(&sandbox.read("app.yaml"), "gcp_kms")
         .iter()
         .map(|e| field(e, "resource_id"))
         .collect();

@@ -242,3 +242,26 @@ pub fn normalize(value: serde_json::Value) -> serde_json::Value {
         other => other,
     }
 }
+
+/// The entries of one key type (`kms`, `gcp_kms`, `azure_kv`, …) in a YAML file's `sops` block,
+/// parsed with an independent YAML parser.
+pub fn key_entries_of(text: &str, kind: &str) -> Vec<serde_yaml_ng::Mapping> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("the file is YAML");
+    doc["sops"][kind]
+        .as_sequence()
+        .map(|list| {
+            list.iter()
+                .map(|e| e.as_mapping().expect("a key entry is a mapping").clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A string field of a key entry ("" when absent).
+pub fn field(entry: &serde_yaml_ng::Mapping, name: &str) -> String {
+    entry
+        .get(name)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
