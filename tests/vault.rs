@@ -9,7 +9,8 @@ mod http;
 mod vault_server;
 
 use common::*;
-use vault_server::{test_certificates, VaultServer};
+use http::test_certificates;
+use vault_server::VaultServer;
 
 const PLAIN: &str = "db:\n  user: app\n  password: hunter2\ntoken: s3cr3t\n";
 const TOKEN: &str = "hvs.root-token-for-tests";
@@ -421,11 +422,12 @@ fn rotate_adds_and_removes_vault_keys() {
 
 #[test]
 fn https_with_vault_cacert_and_namespace() {
-    let (ca, cert, key) = test_certificates();
+    let certs = test_certificates();
+    let ca = certs.ca_pem;
     let server = VaultServer::builder()
         .token(TOKEN)
         .key("transit", "app")
-        .tls(&cert, &key)
+        .tls(&certs.leaf_pem, &certs.leaf_key_pem)
         .start();
     assert!(server.address.starts_with("https://127.0.0.1:"));
     let mut sandbox = Sandbox::new();

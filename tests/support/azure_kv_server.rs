@@ -55,7 +55,9 @@ use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::http::{read_request, write_json_with_headers, Listener};
+use crate::http::{
+    read_request, serve_tls, test_certificates, tls_config, write_json_with_headers, Listener,
+};
 
 /// Key Vault REST API versions the stand-in accepts (published ones).
 const API_VERSIONS: [&str; 9] = [
@@ -182,7 +184,7 @@ impl Builder {
 
     pub fn start(self) -> AzureKvServer {
         let certs = test_certificates();
-        let config = Arc::new(server_config(&certs.leaf_pem, &certs.leaf_key_pem));
+        let config = tls_config(&certs.leaf_pem, &certs.leaf_key_pem);
         let mut state = self.state;
         if state.tenant.is_empty() {
             state.tenant = "00000000-0000-0000-0000-000000000000".into();
@@ -190,15 +192,7 @@ impl Builder {
         let state = Arc::new(Mutex::new(state));
         let listener = {
             let state = state.clone();
-            Listener::start(move |stream| {
-                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                    return;
-                };
-                let mut tls = rustls::StreamOwned::new(conn, stream);
-                serve(&mut tls, &state);
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            })
+            Listener::start(move |stream| serve_tls(&config, stream, |tls| serve(tls, &state)))
         };
         let vault_url = format!("https://127.0.0.1:{}", listener.port);
         state.lock().unwrap().vault_url = vault_url.clone();
@@ -839,59 +833,4 @@ fn handle(
         Vec::new(),
         json!({"kid": kid, "value": URL_SAFE_NO_PAD.encode(result)}),
     )
-}
-
-fn server_config(cert_pem: &str, key_pem: &str) -> rustls::ServerConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("certificate PEM");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server certificate")
-}
-
-pub struct TestCertificates {
-    pub ca_pem: String,
-    pub leaf_pem: String,
-    pub leaf_key_pem: String,
-}
-
-/// A throwaway CA and a separate, non-CA server certificate signed by it, for `127.0.0.1` and
-/// `localhost` (webpki refuses a CA certificate as the server's own).
-pub fn test_certificates() -> TestCertificates {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "veil Azure Key Vault test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("server params");
-    params.is_ca = IsCa::NoCa;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let leaf = params
-        .signed_by(&leaf_key, &issuer)
-        .expect("server certificate");
-    TestCertificates {
-        ca_pem: ca_cert.pem(),
-        leaf_pem: leaf.pem(),
-        leaf_key_pem: leaf_key.serialize_pem(),
-    }
 }

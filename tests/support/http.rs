@@ -1,5 +1,6 @@
 //! The HTTP/1.1 plumbing the loopback stand-ins share: a listener on 127.0.0.1 port 0 served by
-//! one thread until dropped, and reading one request / writing one JSON answer per connection.
+//! one thread until dropped, reading one request / writing one JSON answer per connection, and
+//! HTTPS with a throwaway CA.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -132,5 +133,79 @@ impl Drop for Listener {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A TLS server configuration for this PEM certificate chain and key.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map(Arc::new)
+        .expect("server certificate")
+}
+
+/// Serves one connection over TLS: the handshake happens as `serve` reads; a failed one ends
+/// the connection.
+pub fn serve_tls(
+    config: &Arc<rustls::ServerConfig>,
+    stream: TcpStream,
+    serve: impl FnOnce(&mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>),
+) {
+    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    serve(&mut tls);
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// A CA certificate and a server certificate with its key, all PEM.
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+/// A throwaway CA and a separate, non-CA server certificate signed by it, for `127.0.0.1` and
+/// `localhost` (webpki refuses a CA certificate as the server's own).
+pub fn test_certificates() -> TestCertificates {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "veil Azure Key Vault test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params");
+    params.is_ca = IsCa::NoCa;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let leaf = params
+        .signed_by(&leaf_key, &issuer)
+        .expect("server certificate");
+    TestCertificates {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
     }
 }

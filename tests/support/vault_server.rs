@@ -21,7 +21,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
 
-use crate::http::{read_request, write_json, Listener};
+use crate::http::{read_request, serve_tls, tls_config, write_json, Listener};
 
 /// One request as the server saw it (headers lower-cased), for assertions.
 #[derive(Clone, Debug)]
@@ -95,22 +95,12 @@ impl Builder {
 
     pub fn start(self) -> VaultServer {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let tls = self
-            .tls
-            .map(|(cert, key)| Arc::new(server_config(&cert, &key)));
+        let tls = self.tls.map(|(cert, key)| tls_config(&cert, &key));
         let state = Arc::new(Mutex::new(self.state));
         let listener = {
             let state = state.clone();
             Listener::start(move |mut stream| match &tls {
-                Some(config) => {
-                    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                        return;
-                    };
-                    let mut tls_stream = rustls::StreamOwned::new(conn, stream);
-                    serve(&mut tls_stream, &state);
-                    tls_stream.conn.send_close_notify();
-                    let _ = tls_stream.flush();
-                }
+                Some(config) => serve_tls(config, stream, |tls| serve(tls, &state)),
                 None => serve(&mut stream, &state),
             })
         };
@@ -121,21 +111,6 @@ impl Builder {
             _listener: listener,
         }
     }
-}
-
-fn server_config(cert_pem: &str, key_pem: &str) -> rustls::ServerConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("certificate PEM");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server certificate")
 }
 
 pub struct VaultServer {
@@ -297,27 +272,4 @@ fn login(state: &mut State, mount: &str, body: &Value) -> (u16, Value) {
         200,
         json!({ "auth": { "client_token": token, "renewable": true, "lease_duration": 3600 } }),
     )
-}
-
-/// A throwaway CA and a server certificate for 127.0.0.1 signed by it:
-/// `(ca_pem, server_cert_pem, server_key_pem)`.
-pub fn test_certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "veil test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().expect("server key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let server_cert = params
-        .signed_by(&server_key, &issuer)
-        .expect("server certificate");
-    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
 }
