@@ -10,10 +10,9 @@ use std::ops::Range;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use zeroize::Zeroizing;
 
-use super::value::{self, OpenError, SopsGcm, IV_LEN};
-use super::{typed_value, with_canonical_bytes};
+use super::value::{self, SopsGcm, IV_LEN};
+use super::{open_sealed, with_canonical_bytes, LeafFailure};
 use crate::tree::Value;
 
 /// Below this many values a batch runs on the calling thread: a thread costs more than it saves.
@@ -35,18 +34,9 @@ pub(super) enum Pending<'t> {
     Plain(&'t Value),
 }
 
-/// Why a value recorded in a batch could not be opened.
-pub(super) enum LeafFailure {
-    Open(OpenError),
-    /// The plaintext does not parse as its declared type (known types) …
-    BadPlaintext(String),
-    /// … or the type is one sops does not know.
-    UnknownType(String),
-}
-
 #[derive(Default)]
 pub(super) struct Batch<'t> {
-    pub items: Vec<Pending<'t>>,
+    items: Vec<Pending<'t>>,
     /// Every recorded AAD, back to back.
     aads: Vec<u8>,
 }
@@ -100,8 +90,11 @@ impl<'t> Batch<'t> {
                     ordinal,
                 } = item
                 {
-                    open_in_place(aead, value, &aads[aad.clone()])
-                        .map_err(|failure| (*ordinal, failure))?;
+                    if let Value::Str(text) = value {
+                        let text = std::mem::take(text);
+                        **value = open_sealed(aead, text, &aads[aad.clone()], |_, _, _| {})
+                            .map_err(|failure| (*ordinal, failure))?;
+                    }
                 }
             }
             Ok(())
@@ -156,35 +149,4 @@ fn run_split<T: Send, E: Send>(
         }
         outcome
     })
-}
-
-/// Opens one `ENC[…]` value where it stands: the common layout through the copy-free path,
-/// anything else through the general parser.
-fn open_in_place(aead: &SopsGcm, slot: &mut Value, aad: &[u8]) -> Result<(), LeafFailure> {
-    let Value::Str(text) = slot else {
-        unreachable!("only sealed strings are recorded");
-    };
-    let (type_name, plaintext): (String, Zeroizing<Vec<u8>>) =
-        match value::open_owned(aead, std::mem::take(text), aad) {
-            value::OpenedInPlace::Opened {
-                type_name,
-                plaintext,
-                ..
-            } => (type_name.to_string(), plaintext),
-            value::OpenedInPlace::Failed(source) => return Err(LeafFailure::Open(source)),
-            value::OpenedInPlace::Declined(back) => {
-                let sealed = value::parse(&back).map_err(LeafFailure::Open)?;
-                let type_name = sealed.type_name.to_string();
-                let plaintext = value::open(aead, sealed, aad).map_err(LeafFailure::Open)?;
-                (type_name, plaintext)
-            }
-        };
-    match typed_value(&type_name, plaintext) {
-        Some(opened) => {
-            *slot = opened;
-            Ok(())
-        }
-        None if super::is_known_type(&type_name) => Err(LeafFailure::BadPlaintext(type_name)),
-        None => Err(LeafFailure::UnknownType(type_name)),
-    }
 }

@@ -129,24 +129,6 @@ impl Cipher {
         value::seal(&self.aead, &iv, plaintext, aad, type_name)
     }
 
-    /// [`Cipher::open`] taking the text: in the common case its buffer becomes the plaintext.
-    /// The text comes back untouched when it is not the common case (`Declined`).
-    fn open_owned(&mut self, text: String, aad: &[u8]) -> value::OpenedInPlace {
-        let opened = value::open_owned(&self.aead, text, aad);
-        if let (
-            value::OpenedInPlace::Opened {
-                type_name,
-                iv,
-                plaintext,
-            },
-            Some(map),
-        ) = (&opened, self.remembered.as_mut())
-        {
-            map.insert(stash_key(aad, type_name, plaintext), *iv);
-        }
-        opened
-    }
-
     /// Opens an `ENC[…]` string; returns its type name (borrowed from `text`) and plaintext.
     pub fn open<'t>(
         &mut self,
@@ -156,11 +138,78 @@ impl Cipher {
         let sealed = value::parse(text)?;
         let (iv, type_name) = (sealed.iv, sealed.type_name);
         let plaintext = value::open(&self.aead, sealed, aad)?;
-        if let Some(map) = self.remembered.as_mut() {
-            map.insert(stash_key(aad, type_name, &plaintext), iv);
-        }
+        remember(&mut self.remembered, aad, type_name, &plaintext, &iv);
         Ok((type_name, plaintext))
     }
+}
+
+/// Records an opened value's IV when IVs are remembered (see [`Cipher`]).
+fn remember(
+    remembered: &mut Option<HashMap<Vec<u8>, [u8; IV_LEN]>>,
+    aad: &[u8],
+    type_name: &str,
+    plaintext: &[u8],
+    iv: &[u8; IV_LEN],
+) {
+    if let Some(map) = remembered.as_mut() {
+        map.insert(stash_key(aad, type_name, plaintext), *iv);
+    }
+}
+
+/// Why one sealed value could not be opened; [`LeafFailure::at`] adds its path.
+pub(crate) enum LeafFailure {
+    Open(OpenError),
+    /// The plaintext does not parse as its declared type (a type sops writes) …
+    BadPlaintext(String),
+    /// … or the type is one sops does not know.
+    UnknownType(String),
+}
+
+impl LeafFailure {
+    fn at(self, path: String) -> CryptError {
+        match self {
+            LeafFailure::Open(source) => CryptError::Open { path, source },
+            LeafFailure::BadPlaintext(type_name) => CryptError::BadPlaintext { path, type_name },
+            LeafFailure::UnknownType(type_name) => CryptError::UnknownType { path, type_name },
+        }
+    }
+}
+
+/// Opens an `ENC[…]` text into its typed value: the common layout decrypted where it stands in
+/// the text's own buffer, anything else through the general parser. `seen` is told the type,
+/// IV and plaintext of what was opened (to remember IVs). The one opening path of both walks,
+/// the sequential one and the batched one.
+fn open_sealed(
+    aead: &value::SopsGcm,
+    text: String,
+    aad: &[u8],
+    mut seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
+) -> Result<Value, LeafFailure> {
+    let (type_name, plaintext) = match value::open_owned(aead, text, aad) {
+        value::OpenedInPlace::Opened {
+            type_name,
+            iv,
+            plaintext,
+        } => {
+            seen(type_name, &iv, &plaintext);
+            (std::borrow::Cow::Borrowed(type_name), plaintext)
+        }
+        value::OpenedInPlace::Failed(source) => return Err(LeafFailure::Open(source)),
+        value::OpenedInPlace::Declined(text) => {
+            let sealed = value::parse(&text).map_err(LeafFailure::Open)?;
+            let (iv, type_name) = (sealed.iv, sealed.type_name.to_string());
+            let plaintext = value::open(aead, sealed, aad).map_err(LeafFailure::Open)?;
+            seen(&type_name, &iv, &plaintext);
+            (std::borrow::Cow::Owned(type_name), plaintext)
+        }
+    };
+    typed_value(&type_name, plaintext).ok_or_else(|| {
+        if is_known_type(&type_name) {
+            LeafFailure::BadPlaintext(type_name.into_owned())
+        } else {
+            LeafFailure::UnknownType(type_name.into_owned())
+        }
+    })
 }
 
 /// A value that could not be encrypted or decrypted, with the key path where it stands.
@@ -431,17 +480,9 @@ impl<'a, 't> Walk<'a, 't> {
             Mode::Encrypt => batch.seal_all(&self.cipher.aead),
             Mode::Decrypt => {
                 if let Err((ordinal, failure)) = batch.open_all(&self.cipher.aead) {
+                    // The path is found once the walk lets go of the tree (`decrypt_tree`).
                     self.failed_leaf = Some(ordinal);
-                    let path = String::new();
-                    return Err(match failure {
-                        batch::LeafFailure::Open(source) => CryptError::Open { path, source },
-                        batch::LeafFailure::BadPlaintext(type_name) => {
-                            CryptError::BadPlaintext { path, type_name }
-                        }
-                        batch::LeafFailure::UnknownType(type_name) => {
-                            CryptError::UnknownType { path, type_name }
-                        }
-                    });
+                    return Err(failure.at(String::new()));
                 }
                 for value in batch.values() {
                     with_canonical_bytes(value, |plaintext| self.mac.update(plaintext));
@@ -571,132 +612,69 @@ impl<'a, 't> Walk<'a, 't> {
             .rules
             .should_encrypt(self.keys(), &self.comments, false);
         let hashed = encrypted || !self.rules.mac_only_encrypted;
-        if let Some(batch) = self.batch.as_mut() {
-            let aad = current_aad(self.depth, &self.aad);
-            match self.mode {
-                Mode::Encrypt => {
-                    if hashed {
-                        with_canonical_bytes(&scalar.value, |plaintext| self.mac.update(plaintext));
-                    }
-                    if encrypted && !scalar.value.is_empty_string() {
-                        batch.push_crypt(&mut scalar.value, aad, ordinal);
-                    }
-                }
-                Mode::Decrypt => match &scalar.value {
-                    Value::Str(text) if encrypted && value::is_sealed(text) => {
-                        batch.push_crypt(&mut scalar.value, aad, ordinal);
-                    }
-                    _ => {
-                        if encrypted {
-                            self.open_leaf(&mut scalar.value)?;
-                        }
-                        if hashed {
-                            if let Some(batch) = self.batch.as_mut() {
-                                batch.push_plain(&scalar.value);
-                            }
-                        }
-                    }
-                },
-            }
-            if self.batch.as_ref().is_some_and(|b| b.len() >= BATCH_SIZE) {
-                self.flush()?;
-            }
-            return Ok(());
-        }
+        // With a batch, sealing and opening wait for [`Walk::flush`]; the MAC keeps walk order
+        // either way (decrypting, a batched leaf is hashed once it is opened).
+        let aad = current_aad(self.depth, &self.aad);
+        let empty = scalar.value.is_empty_string();
         match self.mode {
             Mode::Encrypt => {
+                let seal_now = encrypted && !empty && self.batch.is_none();
                 let sealed = with_canonical_bytes(&scalar.value, |plaintext| {
                     if hashed {
                         self.mac.update(plaintext);
                     }
-                    (encrypted && !scalar.value.is_empty_string()).then(|| {
-                        let aad = current_aad(self.depth, &self.aad);
-                        self.cipher.seal(plaintext, aad, scalar.value.type_name())
-                    })
+                    seal_now.then(|| self.cipher.seal(plaintext, aad, scalar.value.type_name()))
                 });
                 if let Some(sealed) = sealed {
                     scalar.value = Value::Str(sealed);
+                } else if let Some(batch) = self.batch.as_mut().filter(|_| encrypted && !empty) {
+                    batch.push_crypt(&mut scalar.value, aad, ordinal);
                 }
             }
             Mode::Decrypt => {
-                if encrypted {
-                    self.open_leaf(&mut scalar.value)?;
-                }
-                if hashed {
-                    with_canonical_bytes(&scalar.value, |plaintext| self.mac.update(plaintext));
+                let sealed = matches!(&scalar.value, Value::Str(text) if value::is_sealed(text));
+                if let Some(batch) = self.batch.as_mut().filter(|_| encrypted && sealed) {
+                    batch.push_crypt(&mut scalar.value, aad, ordinal);
+                } else {
+                    if encrypted {
+                        self.open_leaf(&mut scalar.value)?;
+                    }
+                    if hashed {
+                        match self.batch.as_mut() {
+                            Some(batch) => batch.push_plain(&scalar.value),
+                            None => with_canonical_bytes(&scalar.value, |plaintext| {
+                                self.mac.update(plaintext)
+                            }),
+                        }
+                    }
                 }
             }
+        }
+        if self.batch.as_ref().is_some_and(|b| b.len() >= BATCH_SIZE) {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Opens a leaf in place. The common case reuses the text's buffer for the plaintext (on a
-    /// failure the value is left empty: the walk stops with the error); anything else goes
-    /// through [`Walk::open_value`].
+    /// Opens a leaf in place (on a failure the value is left empty: the walk stops with the
+    /// error). An empty string stays as it is, as in sops.
     fn open_leaf(&mut self, slot: &mut Value) -> Result<(), CryptError> {
-        if let Value::Str(text) = slot {
-            if value::is_sealed(text) {
+        match slot {
+            Value::Str(text) if value::is_sealed(text) => {
                 let aad = current_aad(self.depth, &self.aad);
-                match self.cipher.open_owned(std::mem::take(text), aad) {
-                    value::OpenedInPlace::Opened {
-                        type_name,
-                        plaintext,
-                        ..
-                    } => {
-                        *slot = typed_value(type_name, plaintext).ok_or_else(|| {
-                            CryptError::BadPlaintext {
-                                path: self.path(),
-                                type_name: type_name.to_string(),
-                            }
-                        })?;
-                        return Ok(());
-                    }
-                    value::OpenedInPlace::Failed(source) => {
-                        return Err(CryptError::Open {
-                            path: self.path(),
-                            source,
-                        })
-                    }
-                    value::OpenedInPlace::Declined(back) => *text = back,
-                }
+                let Cipher {
+                    aead, remembered, ..
+                } = &mut *self.cipher;
+                let opened =
+                    open_sealed(aead, std::mem::take(text), aad, |type_name, iv, plain| {
+                        remember(remembered, aad, type_name, plain, iv)
+                    });
+                *slot = opened.map_err(|failure| failure.at(self.path()))?;
+                Ok(())
             }
+            Value::Str(text) if text.is_empty() => Ok(()),
+            _ => Err(CryptError::NotEncrypted { path: self.path() }),
         }
-        *slot = self.open_value(slot)?;
-        Ok(())
-    }
-
-    fn open_value(&mut self, value: &Value) -> Result<Value, CryptError> {
-        let text = match value {
-            Value::Str(s) if s.is_empty() => return Ok(value.clone()),
-            Value::Str(s) => s,
-            _ => return Err(CryptError::NotEncrypted { path: self.path() }),
-        };
-        if !value::is_sealed(text) {
-            return Err(CryptError::NotEncrypted { path: self.path() });
-        }
-        let aad = current_aad(self.depth, &self.aad);
-        let (type_name, plaintext) =
-            self.cipher
-                .open(text, aad)
-                .map_err(|source| CryptError::Open {
-                    path: self.path(),
-                    source,
-                })?;
-        typed_value(type_name, plaintext).ok_or_else(|| {
-            let known = is_known_type(type_name);
-            let type_name = type_name.to_string();
-            if known {
-                CryptError::BadPlaintext {
-                    path: self.path(),
-                    type_name,
-                }
-            } else {
-                CryptError::UnknownType {
-                    path: self.path(),
-                    type_name,
-                }
-            }
-        })
     }
 
     fn comment(&mut self, comment: &mut Comment) -> Result<(), CryptError> {
