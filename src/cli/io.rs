@@ -103,7 +103,8 @@ impl Output {
     pub fn write(&self, bytes: &[u8]) -> CliResult {
         self.write_with(
             |sink| sink.write_all(bytes).map_err(EmitError::Write),
-            |_| unreachable!("writing bytes raises no store error"),
+            // Writing bytes raises no store error; should one ever come, it is a dump failure.
+            |err| Failure::new(Code::ErrorDumpingTree, err.to_string()),
         )
     }
 

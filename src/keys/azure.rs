@@ -764,12 +764,20 @@ impl Client {
         }
     }
 
+    /// The per-vault clients. A thread that panicked while holding the lock cannot have left
+    /// the map half-changed (an insert is one step), so a poisoned lock is used as it is.
+    fn vaults(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<KeyClient>>> {
+        self.vaults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn get(
         &self,
         vault_url: &str,
     ) -> Result<(&'static tokio::runtime::Runtime, Arc<KeyClient>), String> {
         let runtime = runtime()?;
-        if let Some(client) = self.vaults.lock().expect("lock").get(vault_url) {
+        if let Some(client) = self.vaults().get(vault_url) {
             return Ok((runtime, client.clone()));
         }
         let credential = self
@@ -791,10 +799,7 @@ impl Client {
                 )
             })?,
         );
-        self.vaults
-            .lock()
-            .expect("lock")
-            .insert(vault_url.to_string(), client.clone());
+        self.vaults().insert(vault_url.to_string(), client.clone());
         Ok((runtime, client))
     }
 
