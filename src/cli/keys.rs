@@ -29,15 +29,32 @@ fn key_failure(err: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Generic, format!("Could not generate data key: {err}"))
 }
 
-fn age_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+/// Each item made into a recipient by `make`; the first that cannot be is the error.
+fn recipients_from<T, R: Recipient + 'static, E: std::fmt::Display>(
+    items: &[T],
+    make: impl Fn(&T) -> Result<R, E>,
+) -> CliResult<Vec<Box<dyn Recipient>>> {
     items
         .iter()
-        .map(|r| {
-            veil::keys::age::AgeRecipient::parse(r)
+        .map(|item| {
+            make(item)
                 .map(|r| Box::new(r) as Box<dyn Recipient>)
                 .map_err(key_failure)
         })
         .collect()
+}
+
+/// For a key type this build lacks: no key is fine, any key is refused.
+#[cfg(not(all(feature = "aws", feature = "azure", feature = "gcp", feature = "vault")))]
+fn none_or_unsupported<T>(items: &[T], kind: &str) -> CliResult<Vec<Box<dyn Recipient>>> {
+    match items.first() {
+        Some(_) => Err(unsupported(kind)),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn age_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
+    recipients_from(items, |r| veil::keys::age::AgeRecipient::parse(r))
 }
 
 fn pgp_recipients(items: &[String]) -> Vec<Box<dyn Recipient>> {
@@ -48,14 +65,7 @@ fn pgp_recipients(items: &[String]) -> Vec<Box<dyn Recipient>> {
 }
 
 fn pkcs11_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    items
-        .iter()
-        .map(|uri| {
-            veil::keys::pkcs11::Pkcs11Recipient::parse(uri)
-                .map(|r| Box::new(r) as Box<dyn Recipient>)
-                .map_err(key_failure)
-        })
-        .collect()
+    recipients_from(items, |uri| veil::keys::pkcs11::Pkcs11Recipient::parse(uri))
 }
 
 /// PKCS#11 recipients from a `URI[,URI…]` flag value.
@@ -91,22 +101,12 @@ fn unsupported(kind: &str) -> Failure {
 /// Vault transit recipients from key URIs; without the `vault` feature any URI is refused.
 #[cfg(feature = "vault")]
 fn vault_recipients(items: &[String], _kind: &str) -> CliResult<Vec<Box<dyn Recipient>>> {
-    items
-        .iter()
-        .map(|uri| {
-            veil::keys::vault::VaultRecipient::parse(uri)
-                .map(|r| Box::new(r) as Box<dyn Recipient>)
-                .map_err(key_failure)
-        })
-        .collect()
+    recipients_from(items, |uri| veil::keys::vault::VaultRecipient::parse(uri))
 }
 
 #[cfg(not(feature = "vault"))]
 fn vault_recipients(items: &[String], kind: &str) -> CliResult<Vec<Box<dyn Recipient>>> {
-    match items.first() {
-        Some(_) => Err(unsupported(kind)),
-        None => Ok(Vec::new()),
-    }
+    none_or_unsupported(items, kind)
 }
 
 /// AWS KMS recipients from `arn[+role]` items sharing one context and profile.
@@ -116,14 +116,9 @@ fn kms_recipients(
     context: &[(String, String)],
     aws_profile: &str,
 ) -> CliResult<Vec<Box<dyn Recipient>>> {
-    items
-        .iter()
-        .map(|arn| {
-            veil::keys::aws::KmsRecipient::parse(arn, context, aws_profile)
-                .map(|r| Box::new(r) as Box<dyn Recipient>)
-                .map_err(key_failure)
-        })
-        .collect()
+    recipients_from(items, |arn| {
+        veil::keys::aws::KmsRecipient::parse(arn, context, aws_profile)
+    })
 }
 
 /// Recipients of a rule's `kms` keys; without the `aws` feature any key is refused.
@@ -146,10 +141,7 @@ fn kms_spec_recipients(specs: &[veil::config::KmsSpec]) -> CliResult<Vec<Box<dyn
 
 #[cfg(not(feature = "aws"))]
 fn kms_spec_recipients(specs: &[veil::config::KmsSpec]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    match specs.first() {
-        Some(_) => Err(unsupported("kms")),
-        None => Ok(Vec::new()),
-    }
+    none_or_unsupported(specs, "kms")
 }
 
 /// `--kms` / `SOPS_KMS_ARN` keys with `--encryption-context` (exit 6 when malformed) and
@@ -197,22 +189,12 @@ pub fn listed_kms_recipients(arns: Option<&str>) -> CliResult<Vec<Box<dyn Recipi
 /// GCP KMS recipients from resource IDs; without the `gcp` feature any ID is refused.
 #[cfg(feature = "gcp")]
 fn gcp_kms_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    items
-        .iter()
-        .map(|id| {
-            veil::keys::gcp::GcpKmsRecipient::parse(id)
-                .map(|r| Box::new(r) as Box<dyn Recipient>)
-                .map_err(key_failure)
-        })
-        .collect()
+    recipients_from(items, |id| veil::keys::gcp::GcpKmsRecipient::parse(id))
 }
 
 #[cfg(not(feature = "gcp"))]
 fn gcp_kms_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    match items.first() {
-        Some(_) => Err(unsupported("GCP KMS")),
-        None => Ok(Vec::new()),
-    }
+    none_or_unsupported(items, "GCP KMS")
 }
 
 /// Comma-separated GCP KMS resource IDs, spaces removed (`--gcp-kms`, `SOPS_GCP_KMS_IDS`,
@@ -235,22 +217,12 @@ pub fn listed_gcp_kms_recipients(ids: Option<&str>) -> CliResult<Vec<Box<dyn Rec
 /// Azure Key Vault recipients from key URLs; without the `azure` feature any URL is refused.
 #[cfg(feature = "azure")]
 fn azure_kv_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    items
-        .iter()
-        .map(|url| {
-            veil::keys::azure::AzureKvRecipient::parse(url)
-                .map(|r| Box::new(r) as Box<dyn Recipient>)
-                .map_err(key_failure)
-        })
-        .collect()
+    recipients_from(items, |url| veil::keys::azure::AzureKvRecipient::parse(url))
 }
 
 #[cfg(not(feature = "azure"))]
 fn azure_kv_recipients(items: &[String]) -> CliResult<Vec<Box<dyn Recipient>>> {
-    match items.first() {
-        Some(_) => Err(unsupported("Azure Key Vault")),
-        None => Ok(Vec::new()),
-    }
+    none_or_unsupported(items, "Azure Key Vault")
 }
 
 /// Recipients of a rule's `azure_keyvault` keys (URLs, or `{vaultUrl, key, version}` maps).
@@ -281,10 +253,7 @@ fn azure_kv_spec_recipients(
 fn azure_kv_spec_recipients(
     specs: &[veil::config::AzureKvSpec],
 ) -> CliResult<Vec<Box<dyn Recipient>>> {
-    match specs.first() {
-        Some(_) => Err(unsupported("Azure Key Vault")),
-        None => Ok(Vec::new()),
-    }
+    none_or_unsupported(specs, "Azure Key Vault")
 }
 
 /// Recipients for `rotate --add-azure-kv` and `groups add --azure-kv` (comma-separated URLs).
