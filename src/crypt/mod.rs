@@ -5,11 +5,13 @@
 //! canonical plaintext of every value into the SHA-512 MAC.
 
 mod batch;
+mod cursor;
 mod data_key;
 mod rules;
 pub mod shamir;
 pub mod value;
 
+pub use cursor::{Cursor, LeafPlan};
 pub use data_key::{DataKey, DATA_KEY_LEN};
 pub use rules::{Pattern, Rules, Selector, DEFAULT_UNENCRYPTED_SUFFIX};
 pub use value::OpenError;
@@ -18,7 +20,6 @@ use std::collections::HashMap;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use sha2::{Digest, Sha256, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::tree::{parse_time, Comment, ListItem, Map, Node, PathStep, Scalar, Tree, Value};
@@ -416,55 +417,27 @@ struct Walk<'a, 't> {
     leaves: usize,
     /// The number of the batched leaf that failed to open (its error has no path yet).
     failed_leaf: Option<usize>,
-    rules: &'a Rules,
     mode: Mode,
-    /// Mapping keys from the root (the first `depth` entries; the rest are spare buffers, so
-    /// that a walk does not allocate per key); joined with ':' they are the AAD.
-    keys: Vec<String>,
-    depth: usize,
-    /// The AAD of the current path: each key followed by ':'.
-    aad: Vec<u8>,
-    /// Where each key's part of `aad` starts.
-    aad_marks: Vec<usize>,
-    /// The same path with list indexes, for error messages; `None` stands for the next key.
-    steps: Vec<Option<usize>>,
-    comments: Vec<Vec<String>>,
-    mac: Sha512,
+    at: Cursor<'a>,
     kept_comments: Vec<CommentWarning>,
 }
 
 impl<'a, 't> Walk<'a, 't> {
     fn new(cipher: &'a mut Cipher, rules: &'a Rules, mode: Mode) -> Self {
-        let mut mac = Sha512::new();
-        if rules.mac_only_encrypted {
-            mac.update(Sha256::digest(b"sops"));
-        }
         Walk {
             batch: cipher.can_batch().then(batch::Batch::default),
             leaves: 0,
             failed_leaf: None,
             cipher,
-            rules,
             mode,
-            keys: Vec::new(),
-            depth: 0,
-            aad: Vec::new(),
-            aad_marks: Vec::new(),
-            steps: Vec::new(),
-            comments: Vec::new(),
-            mac,
+            at: Cursor::new(rules),
             kept_comments: Vec::new(),
         }
     }
 
     fn finish(self) -> Decrypted {
-        let digest = self.mac.finalize();
-        let mut mac = String::with_capacity(128);
-        for byte in digest {
-            mac.push_str(&format!("{byte:02X}"));
-        }
         Decrypted {
-            mac,
+            mac: self.at.mac_hex(),
             kept_comments: self.kept_comments,
         }
     }
@@ -485,7 +458,7 @@ impl<'a, 't> Walk<'a, 't> {
                     return Err(failure.at(String::new()));
                 }
                 for value in batch.values() {
-                    with_canonical_bytes(value, |plaintext| self.mac.update(plaintext));
+                    with_canonical_bytes(value, |plaintext| self.at.hash(plaintext));
                 }
             }
         }
@@ -493,67 +466,28 @@ impl<'a, 't> Walk<'a, 't> {
         Ok(())
     }
 
-    fn keys(&self) -> &[String] {
-        &self.keys[..self.depth]
-    }
-
-    fn push_key(&mut self, key: &str) {
-        if let Some(spare) = self.keys.get_mut(self.depth) {
-            spare.clear();
-            spare.push_str(key);
-        } else {
-            self.keys.push(key.to_string());
-        }
-        self.depth += 1;
-        self.aad_marks.push(self.aad.len());
-        self.aad.extend_from_slice(key.as_bytes());
-        self.aad.push(b':');
-        self.steps.push(None);
-    }
-
-    fn pop_key(&mut self) {
-        self.depth -= 1;
-        if let Some(mark) = self.aad_marks.pop() {
-            self.aad.truncate(mark);
-        }
-        self.steps.pop();
-    }
-
-    fn path(&self) -> String {
-        let mut keys = self.keys().iter();
-        let steps: Vec<PathStep> = self
-            .steps
-            .iter()
-            .map(|step| match step {
-                Some(index) => PathStep::Index(*index),
-                None => PathStep::Key(keys.next().cloned().unwrap_or_default()),
-            })
-            .collect();
-        display_path(&steps)
-    }
-
     fn map(&mut self, map: &'t mut Map) -> Result<(), CryptError> {
-        self.comments.push(Vec::new());
+        self.at.open_collection();
         for item in &mut map.0 {
             match item {
                 crate::tree::MapItem::Comment(c) => self.comment(c)?,
                 crate::tree::MapItem::Pair(pair) => {
-                    self.push_key(&pair.key);
+                    self.at.push_key(&pair.key);
                     let result = self.node(&mut pair.value);
-                    self.pop_key();
+                    self.at.pop_key();
                     result?;
-                    self.clear_level();
+                    self.at.end_item();
                 }
             }
         }
-        self.comments.pop();
+        self.at.close_collection();
         Ok(())
     }
 
     fn list(&mut self, list: &'t mut crate::tree::List) -> Result<(), CryptError> {
-        self.comments.push(Vec::new());
+        self.at.open_collection();
         for (index, item) in list.0.iter_mut().enumerate() {
-            self.steps.push(Some(index));
+            self.at.push_index(index);
             // sops writes an encrypted comment inside a list as a plain list element.
             if self.mode == Mode::Decrypt {
                 if let ListItem::Node(node @ Node::Scalar(_)) = item {
@@ -577,21 +511,15 @@ impl<'a, 't> Walk<'a, 't> {
                 ListItem::Comment(c) => self.comment(c),
                 ListItem::Node(node) => {
                     let result = self.node(node);
-                    self.clear_level();
+                    self.at.end_item();
                     result
                 }
             };
-            self.steps.pop();
+            self.at.pop_index();
             result?;
         }
-        self.comments.pop();
+        self.at.close_collection();
         Ok(())
-    }
-
-    fn clear_level(&mut self) {
-        if let Some(level) = self.comments.last_mut() {
-            level.clear();
-        }
     }
 
     fn node(&mut self, node: &'t mut Node) -> Result<(), CryptError> {
@@ -608,33 +536,30 @@ impl<'a, 't> Walk<'a, 't> {
         }
         let ordinal = self.leaves;
         self.leaves += 1;
-        let encrypted = self
-            .rules
-            .should_encrypt(self.keys(), &self.comments, false);
-        let hashed = encrypted || !self.rules.mac_only_encrypted;
+        let LeafPlan { encrypted, hashed } = self.at.leaf();
         // With a batch, sealing and opening wait for [`Walk::flush`]; the MAC keeps walk order
         // either way (decrypting, a batched leaf is hashed once it is opened).
-        let aad = current_aad(self.depth, &self.aad);
         let empty = scalar.value.is_empty_string();
         match self.mode {
             Mode::Encrypt => {
                 let seal_now = encrypted && !empty && self.batch.is_none();
+                let Walk { at, cipher, .. } = self;
                 let sealed = with_canonical_bytes(&scalar.value, |plaintext| {
                     if hashed {
-                        self.mac.update(plaintext);
+                        at.hash(plaintext);
                     }
-                    seal_now.then(|| self.cipher.seal(plaintext, aad, scalar.value.type_name()))
+                    seal_now.then(|| cipher.seal(plaintext, at.aad(), scalar.value.type_name()))
                 });
                 if let Some(sealed) = sealed {
                     scalar.value = Value::Str(sealed);
                 } else if let Some(batch) = self.batch.as_mut().filter(|_| encrypted && !empty) {
-                    batch.push_crypt(&mut scalar.value, aad, ordinal);
+                    batch.push_crypt(&mut scalar.value, self.at.aad(), ordinal);
                 }
             }
             Mode::Decrypt => {
                 let sealed = matches!(&scalar.value, Value::Str(text) if value::is_sealed(text));
                 if let Some(batch) = self.batch.as_mut().filter(|_| encrypted && sealed) {
-                    batch.push_crypt(&mut scalar.value, aad, ordinal);
+                    batch.push_crypt(&mut scalar.value, self.at.aad(), ordinal);
                 } else {
                     if encrypted {
                         self.open_leaf(&mut scalar.value)?;
@@ -643,7 +568,7 @@ impl<'a, 't> Walk<'a, 't> {
                         match self.batch.as_mut() {
                             Some(batch) => batch.push_plain(&scalar.value),
                             None => with_canonical_bytes(&scalar.value, |plaintext| {
-                                self.mac.update(plaintext)
+                                self.at.hash(plaintext)
                             }),
                         }
                     }
@@ -661,7 +586,7 @@ impl<'a, 't> Walk<'a, 't> {
     fn open_leaf(&mut self, slot: &mut Value) -> Result<(), CryptError> {
         match slot {
             Value::Str(text) if value::is_sealed(text) => {
-                let aad = current_aad(self.depth, &self.aad);
+                let aad = self.at.aad();
                 let Cipher {
                     aead, remembered, ..
                 } = &mut *self.cipher;
@@ -669,46 +594,41 @@ impl<'a, 't> Walk<'a, 't> {
                     open_sealed(aead, std::mem::take(text), aad, |type_name, iv, plain| {
                         remember(remembered, aad, type_name, plain, iv)
                     });
-                *slot = opened.map_err(|failure| failure.at(self.path()))?;
+                *slot = opened.map_err(|failure| failure.at(self.at.path()))?;
                 Ok(())
             }
             Value::Str(text) if text.is_empty() => Ok(()),
-            _ => Err(CryptError::NotEncrypted { path: self.path() }),
+            _ => Err(CryptError::NotEncrypted {
+                path: self.at.path(),
+            }),
         }
     }
 
     fn comment(&mut self, comment: &mut Comment) -> Result<(), CryptError> {
-        self.comments
-            .last_mut()
-            .expect("comments live inside a map or list")
-            .push(comment.text.clone());
-        let encrypted = self.rules.should_encrypt(self.keys(), &self.comments, true);
+        let encrypted = self.at.comment(&comment.text);
         if !encrypted || comment.text.is_empty() {
             return Ok(());
         }
         match self.mode {
             Mode::Encrypt => {
-                let aad = current_aad(self.depth, &self.aad);
-                let sealed = self.cipher.seal(comment.text.as_bytes(), aad, "comment");
-                if let Some(Selector::UnencryptedCommentRegex(p)) = &self.rules.selector {
+                let sealed = self.cipher.seal(comment.text.as_bytes(), self.at.aad(), "comment");
+                if let Some(Selector::UnencryptedCommentRegex(p)) = &self.at.rules().selector {
                     if p.is_match(&sealed) {
-                        return Err(CryptError::CommentMatchesRule { path: self.path() });
+                        return Err(CryptError::CommentMatchesRule {
+                            path: self.at.path(),
+                        });
                     }
                 }
                 comment.text = sealed;
             }
             Mode::Decrypt => match self.open_comment(&comment.text) {
                 Some(plaintext) => {
-                    *self
-                        .comments
-                        .last_mut()
-                        .and_then(|l| l.last_mut())
-                        .expect("pushed above") = plaintext.clone();
+                    self.at.opened_comment(&plaintext);
                     comment.text = plaintext;
                 }
-                None => self
-                    .kept_comments
-                    .push(CommentWarning { path: self.path() }),
+                None => self.kept_comments.push(CommentWarning {
+                    path: self.at.path(),
+                }),
             },
         }
         Ok(())
@@ -717,26 +637,21 @@ impl<'a, 't> Walk<'a, 't> {
     /// sops' YAML reader sometimes files a comment under a neighbouring collection (spec §15.2),
     /// so the enclosing paths are tried too before a comment is kept as it is.
     fn open_comment(&mut self, text: &str) -> Option<String> {
-        if !value::is_sealed(text) {
-            return None;
-        }
-        for depth in (0..=self.depth).rev() {
-            if let Ok((_, plaintext)) = self.cipher.open(text, &aad_of(&self.keys[..depth])) {
-                return String::from_utf8(plaintext.to_vec()).ok();
-            }
-        }
-        None
+        open_comment(self.cipher, &self.at, text)
     }
 }
 
-/// The AAD of a walk's current path: its incremental `aad` buffer, or `:` at the top level
-/// (what [`aad_of`] gives for no keys).
-fn current_aad(depth: usize, aad: &[u8]) -> &[u8] {
-    if depth == 0 {
-        b":"
-    } else {
-        aad
+/// Opens a sealed comment at a cursor, trying the enclosing paths too (see `Walk::open_comment`).
+pub(crate) fn open_comment(cipher: &mut Cipher, at: &Cursor, text: &str) -> Option<String> {
+    if !value::is_sealed(text) {
+        return None;
     }
+    for depth in (0..=at.depth()).rev() {
+        if let Ok((_, plaintext)) = cipher.open(text, &aad_of(at.keys_to(depth))) {
+            return String::from_utf8(plaintext.to_vec()).ok();
+        }
+    }
+    None
 }
 
 fn aad_of(keys: &[String]) -> Vec<u8> {
