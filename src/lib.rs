@@ -11,4 +11,5 @@ pub mod document;
 pub mod keys;
 pub mod metadata;
 pub mod store;
+pub mod stream;
 pub mod tree;

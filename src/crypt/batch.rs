@@ -122,7 +122,7 @@ impl<'t> Batch<'t> {
 
 /// Runs `work` over `items` in contiguous chunks, one per thread; the first failure in item
 /// order wins (chunks are in order, and each stops at its first failure).
-fn run_split<T: Send, E: Send>(
+pub(super) fn run_split<T: Send, E: Send>(
     items: &mut [T],
     work: impl Fn(&mut [T]) -> Result<(), E> + Sync,
 ) -> Result<(), E> {

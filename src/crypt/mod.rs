@@ -7,12 +7,14 @@
 mod batch;
 mod cursor;
 mod data_key;
+mod queue;
 mod rules;
 pub mod shamir;
 pub mod value;
 
 pub use cursor::{Cursor, LeafPlan};
 pub use data_key::{DataKey, DATA_KEY_LEN};
+pub use queue::{OpenQueue, SealQueue};
 pub use rules::{Pattern, Rules, Selector, DEFAULT_UNENCRYPTED_SUFFIX};
 pub use value::OpenError;
 
@@ -234,7 +236,7 @@ pub enum CryptError {
 
 impl CryptError {
     /// The same error at another path.
-    fn at(mut self, new_path: String) -> CryptError {
+    pub fn at_path(mut self, new_path: String) -> CryptError {
         match &mut self {
             CryptError::NotEncrypted { path }
             | CryptError::Open { path, .. }
@@ -302,7 +304,7 @@ pub fn decrypt_tree(
     match (result, failed_leaf) {
         (Ok(()), _) => Ok(decrypted),
         // A batched value failed: its path is found now that the walk no longer holds the tree.
-        (Err(err), Some(ordinal)) => Err(err.at(leaf_path(tree, ordinal))),
+        (Err(err), Some(ordinal)) => Err(err.at_path(leaf_path(tree, ordinal))),
         (Err(err), None) => Err(err),
     }
 }

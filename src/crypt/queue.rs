@@ -1,0 +1,158 @@
+//! Values a streaming pass has met, sealed or opened together.
+//!
+//! A pass that never builds a tree (see [`crate::stream`]) cannot leave its values in place for
+//! a batch to fill in; it queues them here instead, with their AAD, and gets the results back in
+//! the order it queued them. As with the tree walk's batch, the work runs on every core when the
+//! cipher draws random IVs, and in order on the calling thread when IVs follow the test seam's
+//! sequence (so a streaming pass and the tree walk seal identical bytes under a counter cipher).
+
+use std::ops::Range;
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zeroize::Zeroizing;
+
+use super::batch::run_split;
+use super::value::{self, IV_LEN};
+use super::{open_sealed, with_canonical_bytes, Cipher, CryptError};
+use crate::tree::Value;
+
+struct ToSeal {
+    plaintext: Range<usize>,
+    aad: Range<usize>,
+    type_name: &'static str,
+}
+
+/// Plaintexts waiting to be sealed.
+#[derive(Default)]
+pub struct SealQueue {
+    /// Every queued plaintext, back to back; wiped when dropped.
+    plaintexts: Zeroizing<Vec<u8>>,
+    aads: Vec<u8>,
+    items: Vec<ToSeal>,
+}
+
+impl SealQueue {
+    /// Queues a value's canonical plaintext under `type_name` (`"comment"` for a comment).
+    pub fn push_text(&mut self, plaintext: &[u8], aad: &[u8], type_name: &'static str) {
+        let start = self.plaintexts.len();
+        self.plaintexts.extend_from_slice(plaintext);
+        let aad_start = self.aads.len();
+        self.aads.extend_from_slice(aad);
+        self.items.push(ToSeal {
+            plaintext: start..self.plaintexts.len(),
+            aad: aad_start..self.aads.len(),
+            type_name,
+        });
+    }
+
+    /// Queues a typed value (its canonical plaintext and type name).
+    pub fn push(&mut self, value: &Value, aad: &[u8]) {
+        let type_name = value.type_name();
+        with_canonical_bytes(value, |plaintext| self.push_text(plaintext, aad, type_name));
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Seals everything queued, in queue order, and empties the queue (keeping its buffers).
+    pub fn seal_all(&mut self, cipher: &mut Cipher) -> Vec<String> {
+        let mut slots: Vec<(&ToSeal, String)> =
+            self.items.iter().map(|item| (item, String::new())).collect();
+        let (plaintexts, aads) = (&self.plaintexts, &self.aads);
+        if cipher.can_batch() {
+            let aead = &cipher.aead;
+            let sealed: Result<(), ()> = run_split(&mut slots, |chunk| {
+                let mut rng = ChaCha20Rng::from_rng(rand::rngs::OsRng)
+                    .expect("the operating system's random number generator is unavailable");
+                for (item, out) in chunk {
+                    let mut iv = [0u8; IV_LEN];
+                    rng.fill_bytes(&mut iv);
+                    *out = value::seal(
+                        aead,
+                        &iv,
+                        &plaintexts[item.plaintext.clone()],
+                        &aads[item.aad.clone()],
+                        item.type_name,
+                    );
+                }
+                Ok(())
+            });
+            debug_assert!(sealed.is_ok(), "sealing cannot fail");
+        } else {
+            for (item, out) in &mut slots {
+                *out = cipher.seal(
+                    &plaintexts[item.plaintext.clone()],
+                    &aads[item.aad.clone()],
+                    item.type_name,
+                );
+            }
+        }
+        let sealed = slots.into_iter().map(|(_, out)| out).collect();
+        self.plaintexts.clear();
+        self.aads.clear();
+        self.items.clear();
+        sealed
+    }
+}
+
+struct ToOpen<'s> {
+    text: &'s str,
+    aad: Range<usize>,
+}
+
+/// `ENC[…]` texts waiting to be opened, borrowed from the input.
+#[derive(Default)]
+pub struct OpenQueue<'s> {
+    aads: Vec<u8>,
+    items: Vec<ToOpen<'s>>,
+}
+
+impl<'s> OpenQueue<'s> {
+    pub fn push(&mut self, text: &'s str, aad: &[u8]) {
+        let start = self.aads.len();
+        self.aads.extend_from_slice(aad);
+        self.items.push(ToOpen {
+            text,
+            aad: start..self.aads.len(),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Opens everything queued into typed values, in queue order, and empties the queue. On a
+    /// failure: the queue position of the first value that failed, and why (the caller, who
+    /// knows where that value stands, names its path with [`CryptError::at_path`]).
+    pub fn open_all(&mut self, cipher: &Cipher) -> Result<Vec<Value>, (usize, CryptError)> {
+        let aads = &self.aads;
+        let mut slots: Vec<(usize, &ToOpen, Value)> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(n, item)| (n, item, Value::Null))
+            .collect();
+        let aead = &cipher.aead;
+        run_split(&mut slots, |chunk| {
+            for (n, item, out) in chunk {
+                *out = open_sealed(aead, item.text.to_string(), &aads[item.aad.clone()], |_, _, _| {})
+                    .map_err(|failure| (*n, failure.at(String::new())))?;
+            }
+            Ok(())
+        })?;
+        let opened = slots.into_iter().map(|(_, _, value)| value).collect();
+        self.aads.clear();
+        self.items.clear();
+        Ok(opened)
+    }
+}
