@@ -1,24 +1,28 @@
 #!/usr/bin/env python3
 """Times veil and rops on the same inputs: median wall time of N runs and each run's peak RSS.
 
-Every run is a fresh process; its peak RSS comes from wait4's rusage, so it is that process's own
-figure. Each tool decrypts what it encrypted itself.
+Every run is a fresh process started by the small launcher bench/peak.c, which reports the
+process's wall time and its own peak RSS (a child of Python would report at least Python's RSS:
+Linux carries the parent's high-water mark across exec). Each tool decrypts what it encrypted
+itself.
 """
-import argparse, os, statistics, subprocess, sys, time
+import argparse, os, statistics, subprocess, sys, tempfile
+
+PEAK = None  # path of the compiled launcher, set in main()
 
 
 def run(argv, stdin_path=None, env=None):
     """Runs one command, output discarded; returns (seconds, peak RSS in KiB)."""
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if stdin_path:
-        stdin.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr.read().decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss
+    with tempfile.NamedTemporaryFile("r") as result:
+        proc = subprocess.run([PEAK, result.name, *argv], stdin=stdin, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env)
+        if stdin_path:
+            stdin.close()
+        fields = result.read().split()
+    if proc.returncode != 0 or len(fields) != 3 or fields[2] != "0":
+        sys.exit(f"failed: {' '.join(argv)}\n{proc.stderr.decode(errors='replace')}")
+    return int(fields[0]) / 1e9, int(fields[1])
 
 
 def measure(argv, runs, stdin_path=None, env=None):
@@ -45,7 +49,10 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--formats", nargs="+", default=["yaml", "json"])
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--peak", required=True, help="the compiled bench/peak.c")
     a = p.parse_args()
+    global PEAK
+    PEAK = a.peak
 
     key_file = os.path.join(a.work, "bench-key.txt")
     if not os.path.exists(key_file):
@@ -70,17 +77,18 @@ def main():
                 subprocess.run([a.veil, "encrypt", "--age", recipient, plain], stdout=out, check=True, env=veil_env)
             with open(rops_enc, "wb") as out:
                 subprocess.run([a.rops, "encrypt", "--age", recipient, "--format", fmt], stdin=open(plain, "rb"), stdout=out, check=True, env=rops_env)
-            size_kib = os.path.getsize(plain) / 1024
             cases = [
-                ("encrypt", [a.veil, "encrypt", "--age", recipient, plain], None, veil_env,
+                ("encrypt", plain, [a.veil, "encrypt", "--age", recipient, plain], None, veil_env,
                  [a.rops, "encrypt", "--age", recipient, "--format", fmt], plain, rops_env),
-                ("decrypt", [a.veil, "decrypt", veil_enc], None, veil_env,
+                ("decrypt", veil_enc, [a.veil, "decrypt", veil_enc], None, veil_env,
                  [a.rops, "decrypt", "--format", fmt], rops_enc, rops_env),
             ]
-            for op, v_argv, v_in, v_env, r_argv, r_in, r_env in cases:
+            for op, input_path, v_argv, v_in, v_env, r_argv, r_in, r_env in cases:
+                # the file the command reads: the plain file, or veil's own encryption of it
+                input_kib = os.path.getsize(input_path) / 1024
                 (v_time, v_rss), (r_time, r_rss) = measure_pair(
                     (v_argv, v_in, v_env), (r_argv, r_in, r_env), a.runs)
-                rows.append((f"{size:,}", fmt, op, size_kib, v_time, v_rss, r_time, r_rss))
+                rows.append((f"{size:,}", fmt, op, input_kib, v_time, v_rss, r_time, r_rss))
                 print(f"  {size} {fmt} {op}: veil {v_time*1000:.0f} ms, rops {r_time*1000:.0f} ms", file=sys.stderr)
 
     # A 10-value file decrypted with an age key: the everyday case.
@@ -92,11 +100,11 @@ def main():
         subprocess.run([a.veil, "encrypt", "--age", recipient, small], stdout=out, check=True, env=veil_env)
     small_time, small_rss = measure([a.veil, "decrypt", small_enc], 21, None, veil_env)
 
-    print(f"| values | format | op | input | veil | veil peak RSS | rops 0.1.7 | rops peak RSS | veil speed-up |")
-    print(f"|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| values | format | op | input | veil | veil peak RSS | RSS / input | rops 0.1.7 | rops peak RSS | veil speed-up |")
+    print(f"|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for values, fmt, op, kib, vt, vr, rt, rr in rows:
         print(f"| {values} | {fmt} | {op} | {kib/1024:.1f} MiB | {vt*1000:.0f} ms | {vr/1024:.1f} MiB | "
-              f"{rt*1000:.0f} ms | {rr/1024:.1f} MiB | {rt/vt:.1f}x |")
+              f"{vr/kib:.1f}x | {rt*1000:.0f} ms | {rr/1024:.1f} MiB | {rt/vt:.1f}x |")
     print()
     print(f"10-value YAML decrypt with an age key (median of 21): {small_time*1000:.1f} ms, peak RSS {small_rss/1024:.1f} MiB")
 

@@ -15,9 +15,11 @@ if [ ! -x "$work/rops/bin/rops" ]; then
   cargo install --quiet --locked rops-cli --version 0.1.7 --root "$work/rops"
 fi
 command -v age-keygen >/dev/null || { echo "age-keygen is needed (apt-get install age)" >&2; exit 1; }
+# the launcher that reports each run's own peak RSS (see bench/peak.c)
+cc -O2 -o "$work/peak" bench/peak.c
 
 exec python3 bench/measure.py \
   --veil "$target_dir/release/veil" \
   --rops "$work/rops/bin/rops" \
   --corpus ../shared/bench/gen_corpus.py \
-  --work "$work" "$@"
+  --work "$work" --peak "$work/peak" "$@"

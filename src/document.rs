@@ -9,8 +9,11 @@ use crate::crypt::{self, Cipher, CommentWarning, CryptError, DataKey, OpenError,
 use crate::keys::keyring::{Keyring, RecoveryError};
 use crate::keys::{KeyError, KeyPart, Recipient};
 use crate::metadata::{KeyGroup, Metadata, MetadataError, FORMAT_VERSION};
-use crate::store::Loaded;
-use crate::tree::Tree;
+use zeroize::Zeroizing;
+
+use crate::store::{EmitError, Format, Indent, Loaded};
+use crate::stream;
+use crate::tree::{Node, Tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -109,35 +112,116 @@ pub fn wrap_data_key(
     Ok((wrapped, threshold))
 }
 
-/// Encrypts a plain tree in place under a fresh data key and returns its metadata.
-pub fn encrypt(tree: &mut Tree, plan: &EncryptPlan) -> Result<Metadata, DocumentError> {
-    encrypt_with(tree, plan, Cipher::new(DataKey::generate()))
+/// A fresh data key, wrapped for a plan's recipients: where encrypting a file starts. Its
+/// values are then sealed either in a tree ([`Sealer::seal_tree`]) or straight from the text
+/// ([`Sealer::seal_stream`]); the key is wrapped once, whichever path is taken.
+pub struct Sealer<'p> {
+    cipher: Cipher,
+    key_groups: Vec<KeyGroup>,
+    shamir_threshold: usize,
+    rules: &'p Rules,
 }
 
-/// [`encrypt`] with a given cipher (tests use fixed IVs).
-pub fn encrypt_with(
-    tree: &mut Tree,
-    plan: &EncryptPlan,
-    mut cipher: Cipher,
-) -> Result<Metadata, DocumentError> {
-    let (key_groups, shamir_threshold) =
-        wrap_data_key(cipher.key(), &plan.groups, plan.shamir_threshold)?;
-    let mac =
-        crypt::encrypt_tree(tree, &mut cipher, &plan.rules).map_err(DocumentError::Encrypt)?;
+impl<'p> Sealer<'p> {
+    /// A new data key, wrapped for every group of the plan.
+    pub fn new(plan: &'p EncryptPlan) -> Result<Self, DocumentError> {
+        Self::with_cipher(plan, Cipher::new(DataKey::generate()))
+    }
+
+    /// [`Sealer::new`] with a given cipher (tests use fixed IVs).
+    pub fn with_cipher(plan: &'p EncryptPlan, cipher: Cipher) -> Result<Self, DocumentError> {
+        let (key_groups, shamir_threshold) =
+            wrap_data_key(cipher.key(), &plan.groups, plan.shamir_threshold)?;
+        Ok(Sealer {
+            cipher,
+            key_groups,
+            shamir_threshold,
+            rules: &plan.rules,
+        })
+    }
+
+    /// Encrypts a plain tree in place and returns its metadata.
+    pub fn seal_tree(mut self, tree: &mut Tree) -> Result<Metadata, DocumentError> {
+        let mac = crypt::encrypt_tree(tree, &mut self.cipher, self.rules)
+            .map_err(DocumentError::Encrypt)?;
+        Ok(metadata_for(
+            &mut self.cipher,
+            &mac,
+            self.rules,
+            self.key_groups,
+            self.shamir_threshold,
+        ))
+    }
+
+    /// Encrypts a plain file that [`stream::check`] accepted into `sink`, metadata included.
+    pub fn seal_stream(
+        mut self,
+        checked: stream::Checked,
+        indent: Indent,
+        release: &dyn Fn(usize),
+        sink: &mut dyn std::io::Write,
+    ) -> Result<(), EmitError> {
+        let (rules, threshold) = (self.rules, self.shamir_threshold);
+        let mut groups = Some(self.key_groups);
+        let mut metadata = |cipher: &mut Cipher, mac: String| {
+            metadata_for(
+                cipher,
+                &mac,
+                rules,
+                groups.take().unwrap_or_default(),
+                threshold,
+            )
+            .to_map()
+        };
+        checked.encrypt(
+            stream::Sealing {
+                cipher: &mut self.cipher,
+                rules,
+                indent,
+                metadata: &mut metadata,
+                release,
+            },
+            sink,
+        )
+    }
+}
+
+/// The metadata of a file just encrypted: its MAC sealed under a fresh `lastmodified`.
+fn metadata_for(
+    cipher: &mut Cipher,
+    mac: &str,
+    rules: &Rules,
+    key_groups: Vec<KeyGroup>,
+    shamir_threshold: usize,
+) -> Metadata {
     let lastmodified = now();
-    let mac = crypt::seal_mac(&mut cipher, &mac, &lastmodified);
-    Ok(Metadata {
+    let mac = crypt::seal_mac(cipher, mac, &lastmodified);
+    Metadata {
         lastmodified,
         mac,
         version: FORMAT_VERSION.to_string(),
-        rules: plan.rules.clone(),
+        rules: rules.clone(),
         shamir_threshold: if key_groups.len() > 1 {
             shamir_threshold
         } else {
             0
         },
         key_groups,
-    })
+    }
+}
+
+/// Encrypts a plain tree in place under a fresh data key and returns its metadata.
+pub fn encrypt(tree: &mut Tree, plan: &EncryptPlan) -> Result<Metadata, DocumentError> {
+    Sealer::new(plan)?.seal_tree(tree)
+}
+
+/// [`encrypt`] with a given cipher (tests use fixed IVs).
+pub fn encrypt_with(
+    tree: &mut Tree,
+    plan: &EncryptPlan,
+    cipher: Cipher,
+) -> Result<Metadata, DocumentError> {
+    Sealer::with_cipher(plan, cipher)?.seal_tree(tree)
 }
 
 /// An encrypted file, opened: its plaintext tree, metadata, and the cipher holding its data key.
@@ -155,6 +239,11 @@ pub fn metadata_of(loaded: &Loaded) -> Result<Metadata, DocumentError> {
         .metadata
         .as_ref()
         .ok_or(DocumentError::NotEncrypted)?;
+    metadata_from(node)
+}
+
+/// Reads and validates a file's `sops` map.
+pub fn metadata_from(node: &Node) -> Result<Metadata, DocumentError> {
     let metadata = Metadata::from_node(node)?;
     check_version(&metadata.version)?;
     Ok(metadata)
@@ -224,6 +313,42 @@ pub fn open_with_key(
         cipher,
         kept_comments: decrypted.kept_comments,
     })
+}
+
+/// Decrypts a whole file straight from its text into the plaintext file the tree path would
+/// write (see [`stream`]), once its data key is known. `None` when the pass declines or anything
+/// fails, the MAC included: the caller then opens the tree with the same key, which reports the
+/// error precisely.
+pub fn open_stream(
+    format: Format,
+    input: &[u8],
+    metadata: &Metadata,
+    key: &DataKey,
+    options: OpenOptions,
+    indent: Indent,
+    release: &dyn Fn(usize),
+) -> Option<Zeroizing<Vec<u8>>> {
+    if options.remember_ivs {
+        return None;
+    }
+    let mut cipher = Cipher::new(key.clone());
+    let plain = stream::decrypt(
+        format,
+        input,
+        stream::Opening {
+            cipher: &cipher,
+            rules: &metadata.rules,
+            indent,
+            release,
+        },
+    )?;
+    if !options.ignore_mac {
+        let stored = crypt::open_mac(&mut cipher, &metadata.mac, &metadata.lastmodified).ok()?;
+        if stored != plain.mac {
+            return None;
+        }
+    }
+    Some(plain.text)
 }
 
 /// Encrypts an opened tree again under its own data key (edit, set, unset). Opened with

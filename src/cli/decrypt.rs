@@ -7,7 +7,7 @@ use veil::document::{self, DocumentError, OpenOptions};
 use veil::tree::{edit, parse_index_path};
 
 use super::args::FormatArgs;
-use super::io::{Input, Output};
+use super::io::{Input, Output, Text};
 use super::{in_file, CliResult, Code, Failure, GlobalArgs};
 
 #[derive(Args, Debug)]
@@ -52,19 +52,56 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
     let out_format = super::output_format(&args.format, &input, in_format)?;
     let config = super::load_config(global)?;
     let keyring = super::keys::keyring(args.decryption_order.as_deref())?;
-    let bytes = input.read()?;
+    let streamable = extract.is_none() && veil::stream::covers(in_format, out_format);
+    let bytes = if streamable {
+        input.read_text()?
+    } else {
+        Text::Read(input.read()?)
+    };
+    let options = OpenOptions {
+        ignore_mac: args.ignore_mac,
+        remember_ivs: false,
+    };
+    let indent = super::indent(config.as_ref(), global);
+    // A whole file decrypted to its own format goes straight from its text when a streaming
+    // pass reads it. If the pass declines, or anything fails, the tree path below opens it
+    // with the key already recovered and reports what is wrong.
+    let mut recovered = None;
+    if streamable {
+        if let Some(metadata) = veil::stream::metadata(in_format, bytes.bytes())
+            .and_then(|node| document::metadata_from(&node).ok())
+        {
+            let key = keyring
+                .recover(&metadata)
+                .map_err(|e| open_failure(&input, DocumentError::Recovery(e)))?;
+            let release = |offset| bytes.release_before(offset);
+            let stream = document::open_stream(
+                in_format,
+                bytes.bytes(),
+                &metadata,
+                &key,
+                options,
+                indent,
+                &release,
+            );
+            if let Some(text) = stream {
+                return output.write(&text);
+            }
+            recovered = Some((metadata, key));
+        }
+    }
     // Loading takes the input: it is the YAML layout's source, or dropped once parsed.
-    let loaded = in_format.load_owned(bytes).map_err(|e| {
+    let loaded = in_format.load_owned(bytes.into_vec()).map_err(|e| {
         Failure::new(
             Code::Generic,
             in_file(&input, format!("Error loading file: {e}")),
         )
     })?;
-    let options = OpenOptions {
-        ignore_mac: args.ignore_mac,
-        remember_ivs: false,
-    };
-    let opened = document::open(loaded, &keyring, options).map_err(|e| open_failure(&input, e))?;
+    let opened = match recovered {
+        Some((metadata, key)) => document::open_with_key(loaded.tree, metadata, key, options),
+        None => document::open(loaded, &keyring, options),
+    }
+    .map_err(|e| open_failure(&input, e))?;
     if !opened.kept_comments.is_empty() {
         let paths: Vec<_> = opened
             .kept_comments
@@ -78,7 +115,6 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
             paths.join(", ")
         );
     }
-    let indent = super::indent(config.as_ref(), global);
     let text = match extract {
         Some(steps) => {
             let node = opened

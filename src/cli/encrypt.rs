@@ -7,7 +7,7 @@ use veil::document::{self, DocumentError};
 use veil::store::{Format, StoreError};
 
 use super::args::{FormatArgs, RecipientArgs, SelectorArgs};
-use super::io::{Input, Output};
+use super::io::{Input, Output, Text};
 use super::{in_file, CliResult, Code, Failure, GlobalArgs};
 
 #[derive(Args, Debug)]
@@ -41,7 +41,26 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
     }
     let in_format = super::input_format(&args.format, &input)?;
     let out_format = super::output_format(&args.format, &input, in_format)?;
-    let bytes = input.read()?;
+    let streamable = veil::stream::covers(in_format, out_format);
+    let bytes = if streamable {
+        input.read_text()?
+    } else {
+        Text::Read(input.read()?)
+    };
+    // Files are encrypted straight from their text when a streaming pass reads them; anything
+    // it declines (broken, unusual, already encrypted) takes the tree path below.
+    if streamable {
+        let release = |offset| bytes.release_before(offset);
+        if let Some(checked) = veil::stream::check(in_format, bytes.bytes(), &release) {
+            let (plan, indent) = prepare(&args, global, &input, in_format)?;
+            let sealer = document::Sealer::new(&plan).map_err(|e| encrypt_failure(&input, e))?;
+            return output.write_with(
+                |sink| sealer.seal_stream(checked, indent, &release, sink),
+                |err| super::dump_failure(&input, err),
+            );
+        }
+    }
+    let bytes = bytes.into_vec();
     // sops encrypts any file's raw bytes in binary mode, even one that looks like an envelope.
     let mut loaded = match in_format {
         Format::Binary => veil::store::binary::load_plain_owned(bytes),
@@ -64,8 +83,30 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
             in_file(&input, "the file cannot be completely empty"),
         ));
     }
+    let (plan, indent) = prepare(&args, global, &input, in_format)?;
+    let metadata = document::Sealer::new(&plan)
+        .and_then(|sealer| sealer.seal_tree(&mut loaded.tree))
+        .map_err(|e| encrypt_failure(&input, e))?;
+    // Written as it is produced: a large encrypted file is several times its plaintext.
+    let metadata = metadata.to_map();
+    output.write_with(
+        |sink| out_format.emit_to(&loaded.tree, Some(&metadata), indent, sink),
+        |err| super::dump_failure(&input, err),
+    )?;
+    super::leave_for_exit(loaded);
+    Ok(())
+}
+
+/// Who the file is encrypted for and how (flags, environment, `.sops.yaml`), and the output's
+/// indentation.
+fn prepare(
+    args: &EncryptArgs,
+    global: &GlobalArgs,
+    input: &Input,
+    in_format: Format,
+) -> CliResult<(document::EncryptPlan, veil::store::Indent)> {
     let config = super::load_config(global)?;
-    let naming = super::naming_path(&args.format, &input).map(|p| p.to_path_buf());
+    let naming = super::naming_path(&args.format, input).map(|p| p.to_path_buf());
     let rule = match (&config, &naming) {
         (Some(config), Some(path)) => config
             .rule_for(path)
@@ -79,17 +120,7 @@ pub fn run(args: EncryptArgs, global: &GlobalArgs) -> CliResult {
         rule,
         in_format == Format::Binary,
     )?;
-    let metadata =
-        document::encrypt(&mut loaded.tree, &plan).map_err(|e| encrypt_failure(&input, e))?;
-    // Written as it is produced: a large encrypted file is several times its plaintext.
-    let indent = super::indent(config.as_ref(), global);
-    let metadata = metadata.to_map();
-    output.write_with(
-        |sink| out_format.emit_to(&loaded.tree, Some(&metadata), indent, sink),
-        |err| super::dump_failure(&input, err),
-    )?;
-    super::leave_for_exit(loaded);
-    Ok(())
+    Ok((plan, super::indent(config.as_ref(), global)))
 }
 
 fn load_failure(input: &Input, err: StoreError) -> Failure {

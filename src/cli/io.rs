@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use veil::store::{EmitError, StoreError};
 
 use super::failure::{CliResult, Code, Failure};
+use super::mapped::{Mapped, MAP_FROM};
 
 /// Where a command reads from.
 pub enum Input {
@@ -63,14 +64,62 @@ impl Input {
                 })?;
                 Ok(bytes)
             }
-            Input::File(path) => std::fs::read(path).map_err(|e| {
-                Failure::new(
-                    Code::CouldNotReadInputFile,
-                    format!("Error reading file {}: {e}", path.display()),
-                )
-            }),
+            Input::File(path) => std::fs::read(path).map_err(|e| read_failure(path, e)),
         }
     }
+
+    /// [`Input::read`], but a large regular file is mapped rather than read (for the commands
+    /// that go through it in one streaming pass).
+    pub fn read_text(&self) -> CliResult<Text> {
+        if let Input::File(path) = self {
+            let file = std::fs::File::open(path).map_err(|e| read_failure(path, e))?;
+            let metadata = file.metadata().map_err(|e| read_failure(path, e))?;
+            if metadata.is_file() && metadata.len() >= MAP_FROM {
+                if let Some(mapped) = Mapped::new(&file, metadata.len()) {
+                    return Ok(Text::Mapped(mapped));
+                }
+            }
+        }
+        self.read().map(Text::Read)
+    }
+}
+
+/// An input's bytes: a large regular file mapped (see [`Mapped`]), anything else read.
+pub enum Text {
+    Read(Vec<u8>),
+    Mapped(Mapped),
+}
+
+impl Text {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Read(bytes) => bytes,
+            Text::Mapped(mapped) => mapped.bytes(),
+        }
+    }
+
+    /// Tells a mapping that the reader is done with the bytes before `offset` (see
+    /// [`Mapped::release_before`]); read bytes stay as they are.
+    pub fn release_before(&self, offset: usize) {
+        if let Text::Mapped(mapped) = self {
+            mapped.release_before(offset);
+        }
+    }
+
+    /// The bytes as an owned buffer (a copy of a mapping), for the loaders that keep their input.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Text::Read(bytes) => bytes,
+            Text::Mapped(mapped) => mapped.bytes().to_vec(),
+        }
+    }
+}
+
+fn read_failure(path: &Path, err: std::io::Error) -> Failure {
+    Failure::new(
+        Code::CouldNotReadInputFile,
+        format!("Error reading file {}: {err}", path.display()),
+    )
 }
 
 /// Where a command writes its result.

@@ -13,6 +13,7 @@ mod filestatus;
 mod groups;
 mod io;
 mod keys;
+mod mapped;
 mod rotate;
 mod set;
 mod updatekeys;

@@ -140,7 +140,9 @@ impl<'r> Cursor<'r> {
 
     /// What the rules say of a (non-null) leaf here.
     pub fn leaf(&self) -> LeafPlan {
-        let encrypted = self.rules.should_encrypt(self.keys(), &self.comments, false);
+        let encrypted = self
+            .rules
+            .should_encrypt(self.keys(), &self.comments, false);
         LeafPlan {
             encrypted,
             hashed: encrypted || !self.rules.mac_only_encrypted,

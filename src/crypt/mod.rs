@@ -613,7 +613,9 @@ impl<'a, 't> Walk<'a, 't> {
         }
         match self.mode {
             Mode::Encrypt => {
-                let sealed = self.cipher.seal(comment.text.as_bytes(), self.at.aad(), "comment");
+                let sealed = self
+                    .cipher
+                    .seal(comment.text.as_bytes(), self.at.aad(), "comment");
                 if let Some(Selector::UnencryptedCommentRegex(p)) = &self.at.rules().selector {
                     if p.is_match(&sealed) {
                         return Err(CryptError::CommentMatchesRule {

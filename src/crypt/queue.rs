@@ -62,8 +62,11 @@ impl SealQueue {
 
     /// Seals everything queued, in queue order, and empties the queue (keeping its buffers).
     pub fn seal_all(&mut self, cipher: &mut Cipher) -> Vec<String> {
-        let mut slots: Vec<(&ToSeal, String)> =
-            self.items.iter().map(|item| (item, String::new())).collect();
+        let mut slots: Vec<(&ToSeal, String)> = self
+            .items
+            .iter()
+            .map(|item| (item, String::new()))
+            .collect();
         let (plaintexts, aads) = (&self.plaintexts, &self.aads);
         if cipher.can_batch() {
             let aead = &cipher.aead;
@@ -145,8 +148,13 @@ impl<'s> OpenQueue<'s> {
         let aead = &cipher.aead;
         run_split(&mut slots, |chunk| {
             for (n, item, out) in chunk {
-                *out = open_sealed(aead, item.text.to_string(), &aads[item.aad.clone()], |_, _, _| {})
-                    .map_err(|failure| (*n, failure.at(String::new())))?;
+                *out = open_sealed(
+                    aead,
+                    item.text.to_string(),
+                    &aads[item.aad.clone()],
+                    |_, _, _| {},
+                )
+                .map_err(|failure| (*n, failure.at(String::new())))?;
             }
             Ok(())
         })?;

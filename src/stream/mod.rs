@@ -39,6 +39,9 @@ pub struct Sealing<'a> {
     /// Builds the `sops` map from the MAC over the values (uppercase hex), once the pass has
     /// seen them all; it is written at the end of the output, where sops puts it.
     pub metadata: &'a mut dyn FnMut(&mut Cipher, String) -> Map,
+    /// Told, as the pass goes, the offset before which it no longer reads the input (a mapped
+    /// input hands those pages back).
+    pub release: &'a dyn Fn(usize),
 }
 
 /// What decrypting needs besides the input.
@@ -47,6 +50,8 @@ pub struct Opening<'a> {
     pub cipher: &'a Cipher,
     pub rules: &'a Rules,
     pub indent: Indent,
+    /// As [`Sealing::release`].
+    pub release: &'a dyn Fn(usize),
 }
 
 /// A decrypted file: its plaintext text (wiped when dropped) and the MAC over its values.
@@ -69,12 +74,15 @@ pub enum Checked<'a> {
 }
 
 /// Reads `input` (plain text in `format`) through; `None` declines (nothing is written then).
-pub fn check(format: Format, input: &[u8]) -> Option<Checked<'_>> {
-    match format {
+/// `release` is told how far the check has read, as [`Sealing::release`].
+pub fn check<'a>(format: Format, input: &'a [u8], release: &dyn Fn(usize)) -> Option<Checked<'a>> {
+    let checked = match format {
         Format::Json => json::check(input).map(Checked::Json),
         Format::Yaml => yaml::check(input).map(Checked::Yaml),
         _ => None,
-    }
+    };
+    release(input.len());
+    checked
 }
 
 impl Checked<'_> {
