@@ -61,8 +61,11 @@ pub struct Plain {
 }
 
 /// Whether a pass exists for this conversion at all (before any work is done).
+/// `VEIL_STREAM=0` turns the passes off, so that the tree path can be compared with them.
 pub fn covers(input: Format, output: Format) -> bool {
-    input == output && matches!(input, Format::Yaml | Format::Json)
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| std::env::var_os("VEIL_STREAM").is_none_or(|v| v != "0"));
+    enabled && input == output && matches!(input, Format::Yaml | Format::Json)
 }
 
 /// A plain file an encrypting pass has read through and will write whole: checking comes
