@@ -9,8 +9,8 @@
 //! The `sops` metadata block is the top-level member `sops` (spec §5.5): [`load`] takes it out
 //! of the tree, [`emit`] appends it as the last member.
 
-mod read;
-mod write;
+pub(crate) mod read;
+pub(crate) mod write;
 
 #[cfg(test)]
 pub(super) mod tests;
@@ -22,10 +22,10 @@ use crate::tree::{Map, Node, Tree, Value};
 use crate::tree::MapItem;
 use write::Writer;
 
-const FORMAT: &str = "json";
+pub(crate) const FORMAT: &str = "json";
 
 /// The top-level member that holds the metadata.
-const METADATA_KEY: &str = "sops";
+pub(crate) const METADATA_KEY: &str = "sops";
 
 /// Reads a JSON file, plain or encrypted, splitting off its `sops` member as the metadata.
 pub fn load(input: &[u8]) -> Result<Loaded, StoreError> {

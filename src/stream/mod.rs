@@ -80,7 +80,7 @@ pub enum Checked<'a> {
 /// `release` is told how far the check has read, as [`Sealing::release`].
 pub fn check<'a>(format: Format, input: &'a [u8], release: &dyn Fn(usize)) -> Option<Checked<'a>> {
     let checked = match format {
-        Format::Json => json::check(input).map(Checked::Json),
+        Format::Json => json::check(input, release).map(Checked::Json),
         Format::Yaml => yaml::check(input).map(Checked::Yaml),
         _ => None,
     };

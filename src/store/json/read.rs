@@ -11,7 +11,7 @@ use crate::tree::{List, ListItem, Map, MapItem, Node, Pair, Value};
 
 /// Deeper nesting is refused: the crypt walk and the emitters recurse over the tree, and no
 /// real configuration file comes near this.
-pub(super) const MAX_DEPTH: usize = 1000;
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 /// Parses a whole JSON text whose top level must be an object.
 pub(super) fn parse_document(input: &[u8]) -> Result<Map, StoreError> {
@@ -60,15 +60,15 @@ enum Open {
     Array { items: Vec<ListItem> },
 }
 
-struct Reader<'a> {
-    input: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) input: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl Reader<'_> {
     /// A syntax error at a byte offset, as a 1-based line and column (counted in characters).
     /// Computed only on failure, so the happy path never tracks lines.
-    fn error_at(&self, offset: usize, message: &str) -> StoreError {
+    pub(crate) fn error_at(&self, offset: usize, message: &str) -> StoreError {
         let before = &self.input[..offset.min(self.input.len())];
         let line_start = before
             .iter()
@@ -87,7 +87,7 @@ impl Reader<'_> {
         }
     }
 
-    fn skip_whitespace(&mut self) {
+    pub(crate) fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.input.get(self.pos) {
             self.pos += 1;
         }
@@ -110,7 +110,7 @@ impl Reader<'_> {
     /// One JSON value, nested containers included. Iterative, with the open containers on an
     /// explicit stack, so hostile nesting costs heap (bounded by [`MAX_DEPTH`]), never the
     /// call stack.
-    fn value(&mut self) -> Result<Node, StoreError> {
+    pub(crate) fn value(&mut self) -> Result<Node, StoreError> {
         let mut open: Vec<Open> = Vec::new();
         loop {
             self.skip_whitespace();
@@ -243,7 +243,7 @@ impl Reader<'_> {
     /// A number. Integer literals that fit in i64 are ints (sops 3.13.2 `normalizeJSONNumber`);
     /// anything else is a float, and a float beyond f64's range is an error, as Go's
     /// `ParseFloat` reports it.
-    fn number(&mut self) -> Result<Value, StoreError> {
+    pub(crate) fn number(&mut self) -> Result<Value, StoreError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -321,7 +321,7 @@ impl Reader<'_> {
     }
 
     /// Decodes the escape at `at` (its backslash) into `out`; returns the offset after it.
-    fn escape(&self, at: usize, out: &mut String) -> Result<usize, StoreError> {
+    pub(crate) fn escape(&self, at: usize, out: &mut String) -> Result<usize, StoreError> {
         let simple = match self.input.get(at + 1) {
             Some(b'"') => '"',
             Some(b'\\') => '\\',
@@ -374,7 +374,7 @@ impl Reader<'_> {
 
 /// The length of the longest prefix of `bytes` without a quote, a backslash or a control
 /// character (what ends a run of a string's literal text), eight bytes at a time.
-fn plain_run(bytes: &[u8]) -> usize {
+pub(crate) fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Nonzero when some byte of `v` is zero (exact as a whole, though not per byte).
@@ -409,7 +409,7 @@ fn plain_run(bytes: &[u8]) -> usize {
 }
 
 /// Appends bytes as Go's decoder does: valid UTF-8 as is, each invalid byte as U+FFFD.
-pub(super) fn push_coerced(out: &mut String, mut bytes: &[u8]) {
+pub(crate) fn push_coerced(out: &mut String, mut bytes: &[u8]) {
     loop {
         match std::str::from_utf8(bytes) {
             Ok(text) => {

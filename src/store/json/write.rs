@@ -14,7 +14,7 @@ use crate::tree::{format_time, ListItem, Map, Node, PathStep, Value};
 
 /// Why a tree could not be written: a message and the key path, innermost step first (filled in
 /// while the error travels up, so the happy path builds no paths).
-pub(super) struct WriteError {
+pub(crate) struct WriteError {
     reversed_path: Vec<PathStep>,
     message: &'static str,
 }
@@ -33,17 +33,17 @@ impl WriteError {
     }
 
     /// `message at ["a"]["b"]`.
-    pub(super) fn describe(mut self) -> String {
+    pub(crate) fn describe(mut self) -> String {
         self.reversed_path.reverse();
         format!("{} at {}", self.message, display_path(&self.reversed_path))
     }
 }
 
 /// How much output a streaming writer gathers before writing it out.
-pub(super) const SPILL_AT: usize = 64 * 1024;
+pub(crate) const SPILL_AT: usize = 64 * 1024;
 
-pub(super) struct Writer<'w> {
-    pub(super) out: Vec<u8>,
+pub(crate) struct Writer<'w> {
+    pub(crate) out: Vec<u8>,
     /// One level of indentation: a tab or n spaces.
     unit: Vec<u8>,
     /// Where full buffers go, when streaming; the first write error stops the streaming and
@@ -53,7 +53,7 @@ pub(super) struct Writer<'w> {
 }
 
 impl<'w> Writer<'w> {
-    pub(super) fn new(indent: Option<usize>, capacity: usize) -> Self {
+    pub(crate) fn new(indent: Option<usize>, capacity: usize) -> Self {
         Writer {
             out: Vec::with_capacity(capacity),
             unit: match indent {
@@ -98,7 +98,7 @@ impl<'w> Writer<'w> {
         }
     }
 
-    fn newline(&mut self, depth: usize) {
+    pub(crate) fn newline(&mut self, depth: usize) {
         self.out.push(b'\n');
         for _ in 0..depth {
             self.out.extend_from_slice(&self.unit);
@@ -106,7 +106,7 @@ impl<'w> Writer<'w> {
     }
 
     /// An object from the map's pairs, plus `extra` as its last member (the `sops` block).
-    pub(super) fn object(
+    pub(crate) fn object(
         &mut self,
         map: &Map,
         extra: Option<(&str, &Map)>,
@@ -137,7 +137,7 @@ impl<'w> Writer<'w> {
     }
 
     /// The separator, line break and `"key": ` before a member's value.
-    fn member_key(&mut self, key: &str, first: bool, depth: usize) {
+    pub(crate) fn member_key(&mut self, key: &str, first: bool, depth: usize) {
         self.maybe_spill();
         if !first {
             self.out.push(b',');
@@ -179,7 +179,7 @@ impl<'w> Writer<'w> {
         }
     }
 
-    fn value(&mut self, value: &Value) -> Result<(), WriteError> {
+    pub(crate) fn value(&mut self, value: &Value) -> Result<(), WriteError> {
         match value {
             Value::Null => self.out.extend_from_slice(b"null"),
             Value::Bool(true) => self.out.extend_from_slice(b"true"),
@@ -200,7 +200,7 @@ impl<'w> Writer<'w> {
     }
 
     /// A quoted string, escaped as Go's `json.Marshal` (HTML-safe) does.
-    pub(super) fn string(&mut self, bytes: &[u8]) {
+    pub(crate) fn string(&mut self, bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         self.out.reserve(bytes.len() + 2);
         self.out.push(b'"');
