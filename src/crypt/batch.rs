@@ -120,13 +120,19 @@ impl<'t> Batch<'t> {
     }
 }
 
+/// The cores this process may use, asked once: the answer reads cgroup files each time.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Runs `work` over `items` in contiguous chunks, one per thread; the first failure in item
 /// order wins (chunks are in order, and each stops at its first failure).
 pub(super) fn run_split<T: Send, E: Send>(
     items: &mut [T],
     work: impl Fn(&mut [T]) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let threads = (items.len() / VALUES_PER_THREAD).clamp(1, cores.min(MAX_THREADS));
     if threads == 1 {
         return work(items);

@@ -35,6 +35,15 @@ pub struct SealQueue {
 impl SealQueue {
     /// Queues a value's canonical plaintext under `type_name` (`"comment"` for a comment).
     pub fn push_text(&mut self, plaintext: &[u8], aad: &[u8], type_name: &'static str) {
+        let needed = self.plaintexts.len() + plaintext.len();
+        if needed > self.plaintexts.capacity() {
+            // Grown by hand: a reallocation would leave the old buffer's plaintexts unwiped.
+            let mut larger = Zeroizing::new(Vec::with_capacity(
+                needed.max(2 * self.plaintexts.capacity()),
+            ));
+            larger.extend_from_slice(&self.plaintexts);
+            self.plaintexts = larger;
+        }
         let start = self.plaintexts.len();
         self.plaintexts.extend_from_slice(plaintext);
         let aad_start = self.aads.len();
