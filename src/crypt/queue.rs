@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::batch::run_split;
 use super::value::{self, IV_LEN};
-use super::{open_sealed, with_canonical_bytes, Cipher, CryptError};
+use super::{aad_of, open_sealed, with_canonical_bytes, Cipher, CryptError, Cursor};
 use crate::tree::Value;
 
 struct ToSeal {
@@ -171,5 +171,25 @@ impl<'s> OpenQueue<'s> {
         self.aads.clear();
         self.items.clear();
         Ok(opened)
+    }
+
+    /// Opens a sealed comment where a walk stands, as the tree walk's `open_comment` does (the
+    /// enclosing paths are tried too), with a shared cipher: a streaming pass holds the cipher
+    /// shared and remembers no IVs. `None` when the text is not sealed or opens under none of
+    /// the paths; the plaintext is wiped when dropped. (Comments are opened one by one, in walk
+    /// order, because the comment selectors read the plaintext of the comments before.)
+    pub fn open_comment(cipher: &Cipher, at: &Cursor, text: &str) -> Option<Zeroizing<String>> {
+        if !value::is_sealed(text) {
+            return None;
+        }
+        for depth in (0..=at.depth()).rev() {
+            let sealed = value::parse(text).ok()?;
+            if let Ok(plaintext) = value::open(&cipher.aead, sealed, &aad_of(at.keys_to(depth))) {
+                return std::str::from_utf8(&plaintext)
+                    .ok()
+                    .map(|text| Zeroizing::new(text.to_owned()));
+            }
+        }
+        None
     }
 }

@@ -81,7 +81,7 @@ pub enum Checked<'a> {
 pub fn check<'a>(format: Format, input: &'a [u8], release: &dyn Fn(usize)) -> Option<Checked<'a>> {
     let checked = match format {
         Format::Json => json::check(input, release).map(Checked::Json),
-        Format::Yaml => yaml::check(input).map(Checked::Yaml),
+        Format::Yaml => yaml::check(input, release).map(Checked::Yaml),
         _ => None,
     };
     release(input.len());

@@ -42,7 +42,7 @@ use super::read::Position;
 /// Runs the scanner over `source`, handing each event to `sink` (which returns `false` to
 /// stop). Returns `true` when the whole stream was delivered; `false` when the scanner
 /// declined or the sink stopped, in which case the caller starts over with granit.
-pub(super) fn scan<'s>(source: &'s str, sink: impl FnMut(Event<'s>, Position) -> bool) -> bool {
+pub(crate) fn scan<'s>(source: &'s str, sink: impl FnMut(Event<'s>, Position) -> bool) -> bool {
     if !plain_characters(source.as_bytes()) {
         return false;
     }

@@ -21,11 +21,11 @@
 //! a flow top-level mapping that must take a `sops` block make the writer fall back to fresh
 //! YAML.
 
-mod fast;
-mod read;
-mod resolve;
-mod splice;
-mod write;
+pub(crate) mod fast;
+pub(crate) mod read;
+pub(crate) mod resolve;
+pub(crate) mod splice;
+pub(crate) mod write;
 
 #[cfg(test)]
 mod tests;
@@ -203,7 +203,7 @@ pub fn emit_node(node: &Node, indent: super::Indent) -> Result<Vec<u8>, StoreErr
 }
 
 /// yaml.v3 accepts indents of 2 to 9 and uses 2 for anything else.
-fn indent_step(indent: super::Indent) -> usize {
+pub(crate) fn indent_step(indent: super::Indent) -> usize {
     if (2..=9).contains(&indent.yaml) {
         indent.yaml
     } else {

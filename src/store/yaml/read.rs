@@ -61,7 +61,7 @@ pub(super) fn read(source: &str) -> Result<Read, StoreError> {
 
 /// `VEIL_YAML_FAST=0` turns the fast scanner off, so that a test suite can run over granit
 /// alone; read once.
-fn fast_path_enabled() -> bool {
+pub(crate) fn fast_path_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os("VEIL_YAML_FAST").is_none_or(|v| v != "0"))
 }
@@ -122,7 +122,7 @@ fn offset(marker: &Marker) -> usize {
 /// Where an event stands, as the reader uses it: byte offsets, the lines (from 1) of its start
 /// and end, the column (in characters, from 0) of its start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Position {
+pub(crate) struct Position {
     pub start: usize,
     pub end: usize,
     pub line: usize,
@@ -137,7 +137,7 @@ pub(super) struct Position {
 /// back to fresh YAML rather than guess).
 #[derive(Clone, Copy)]
 #[cfg_attr(test, derive(Debug))]
-pub(super) struct LeafContext {
+pub(crate) struct LeafContext {
     /// Inside a flow collection, where `,[]{}` end a plain scalar.
     pub in_flow: bool,
     /// An expanded alias: always rewritten, so no alias survives over a changed value.
@@ -170,7 +170,12 @@ impl Default for LeafContext {
 }
 
 impl LeafContext {
-    fn new(in_flow: bool, parent_indent: usize, list_dash: Option<usize>, alias: bool) -> Self {
+    pub(crate) fn new(
+        in_flow: bool,
+        parent_indent: usize,
+        list_dash: Option<usize>,
+        alias: bool,
+    ) -> Self {
         LeafContext {
             in_flow,
             alias,
@@ -271,7 +276,7 @@ struct PendingComment {
     into_collection: bool,
 }
 
-struct Reader<'s> {
+pub(crate) struct Reader<'s> {
     source: &'s str,
     frames: Vec<Frame>,
     pending: Vec<PendingComment>,
@@ -294,7 +299,7 @@ struct Reader<'s> {
     top: Option<(usize, bool)>,
     sops_range: Option<Range<usize>>,
     /// End of the last node token, where a block scalar's header search starts.
-    last_content_end: usize,
+    pub(crate) last_content_end: usize,
     /// End of the last token of the current document (content or comment).
     document_end: usize,
 }
@@ -306,7 +311,7 @@ enum Content {
 }
 
 impl<'s> Reader<'s> {
-    fn new(source: &'s str) -> Self {
+    pub(crate) fn new(source: &'s str) -> Self {
         Reader {
             source,
             frames: Vec::new(),
@@ -512,7 +517,7 @@ impl<'s> Reader<'s> {
 
     /// The column of a block sequence's first `-`: the event may point at the dash or at the
     /// first element's content.
-    fn dash_column(&self, at: Position) -> usize {
+    pub(crate) fn dash_column(&self, at: Position) -> usize {
         let bytes = self.source.as_bytes();
         let mut i = at.start.min(bytes.len());
         if bytes.get(i) != Some(&b'-') {
@@ -635,7 +640,7 @@ impl<'s> Reader<'s> {
 
     /// The source range the writer replaces: a block scalar from its `|`/`>` header to the
     /// end of its last non-blank line, a tagged scalar including its tag.
-    fn scalar_range(
+    pub(crate) fn scalar_range(
         &self,
         style: ScalarStyle,
         at: Position,
@@ -1012,13 +1017,13 @@ fn strip_spans(node: &mut Node) {
 }
 
 /// The byte offset where the line holding `at` starts.
-pub(super) fn line_start(source: &str, at: usize) -> usize {
+pub(crate) fn line_start(source: &str, at: usize) -> usize {
     source[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
 /// The offset just past the line break ending the line that holds the byte before `at`
 /// (`at` itself when it already follows a line break).
-pub(super) fn line_end_after(source: &str, at: usize) -> usize {
+pub(crate) fn line_end_after(source: &str, at: usize) -> usize {
     let at = at.min(source.len());
     if at == 0 || source.as_bytes().get(at - 1) == Some(&b'\n') {
         return at;

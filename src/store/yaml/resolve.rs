@@ -9,7 +9,7 @@ use crate::tree::{Timestamp, Value};
 
 /// A plain scalar sops cannot represent.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum ResolveError {
+pub(crate) enum ResolveError {
     /// Between 2^63 and 2^64: yaml.v3 makes it a uint64, which sops rejects.
     UnsignedInteger,
 }
@@ -21,7 +21,7 @@ pub(super) fn resolve_plain(text: &str) -> Result<Value, ResolveError> {
 
 /// [`resolve_plain`] without building the string: `None` when `text` is a string. Keys and the
 /// writer's checks only need to know that, once per scalar.
-pub(super) fn resolve_typed(text: &str) -> Result<Option<Value>, ResolveError> {
+pub(crate) fn resolve_typed(text: &str) -> Result<Option<Value>, ResolveError> {
     let value = match text {
         "" | "~" | "null" | "Null" | "NULL" => Value::Null,
         "true" | "True" | "TRUE" => Value::Bool(true),

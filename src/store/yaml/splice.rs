@@ -547,7 +547,7 @@ impl<'a> Walk<'a, '_> {
 
 /// Appends the new text for a scalar's range, in the style it was written in where the value
 /// allows.
-fn render(
+pub(crate) fn render(
     source: &str,
     span: &Span,
     value: &Value,

@@ -35,7 +35,7 @@ pub(super) fn stream(documents: &[Map], metadata: Option<&Map>, step: usize) -> 
 }
 
 /// `sops:` and the metadata under it, with its keys at column `column`.
-pub(super) fn metadata_block(metadata: &Map, column: usize, step: usize) -> String {
+pub(crate) fn metadata_block(metadata: &Map, column: usize, step: usize) -> String {
     let mut out = String::new();
     Emitter {
         out: &mut out,
@@ -273,12 +273,12 @@ impl Emitter<'_> {
     }
 }
 
-pub(super) fn push_spaces(out: &mut String, count: usize) {
+pub(crate) fn push_spaces(out: &mut String, count: usize) {
     out.extend(std::iter::repeat_n(' ', count));
 }
 
 /// True for `ENC[…,type:comment]`, the form of an encrypted comment.
-pub(super) fn is_sealed_comment(text: &str) -> bool {
+pub(crate) fn is_sealed_comment(text: &str) -> bool {
     is_sealed(text) && text.ends_with(",type:comment]")
 }
 
@@ -308,7 +308,7 @@ pub(super) fn push_inline_text(out: &mut String, value: &Value, in_flow: bool) {
 }
 
 /// A string on one line: plain when safe, else double-quoted.
-pub(super) fn push_inline_str(out: &mut String, text: &str, in_flow: bool) {
+pub(crate) fn push_inline_str(out: &mut String, text: &str, in_flow: bool) {
     if is_plain_safe(text, in_flow) {
         out.push_str(text);
     } else {
