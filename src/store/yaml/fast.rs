@@ -1092,4 +1092,4 @@ fn double_quoted(src: &str, from: usize, end: usize) -> Result<(Cow<'_, str>, us
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

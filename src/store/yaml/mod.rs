@@ -28,7 +28,7 @@ pub(crate) mod splice;
 pub(crate) mod write;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::ops::Range;
 use std::sync::Arc;

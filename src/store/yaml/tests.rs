@@ -344,7 +344,7 @@ fn bad_input_is_an_error_naming_the_place_never_the_value() {
     ));
 }
 
-const KUBERNETES_SECRET: &str = "\
+pub(crate) const KUBERNETES_SECRET: &str = "\
 apiVersion: v1
 kind: Secret
 metadata:
@@ -359,7 +359,7 @@ stringData:
   port: \"5432\"
 ";
 
-const HELM_VALUES: &str = "\
+pub(crate) const HELM_VALUES: &str = "\
 # Default values for the chart.
 # This is a YAML-formatted file.
 
@@ -404,7 +404,7 @@ hosts:
 - b.example.com
 ";
 
-const MULTI_DOCUMENT: &str = "\
+pub(crate) const MULTI_DOCUMENT: &str = "\
 ---
 # first
 a: 1
@@ -419,7 +419,7 @@ c:
 d: {}
 ";
 
-const INDENTED_AND_QUOTED: &str = "\
+pub(crate) const INDENTED_AND_QUOTED: &str = "\
 top:
     'single': 'it''s'
     \"double\": \"tab\\there\"
@@ -432,7 +432,7 @@ top:
     flow: [a, \"c\", {d: 1}, 2]
 ";
 
-const WINDOWS_LINE_ENDINGS: &str = "# settings\r\nname: app\r\nscript: |\r\n  echo hi\r\n  exit 0\r\nlist:\r\n  - a\r\n  # between\r\n  - b\r\n";
+pub(crate) const WINDOWS_LINE_ENDINGS: &str = "# settings\r\nname: app\r\nscript: |\r\n  echo hi\r\n  exit 0\r\nlist:\r\n  - a\r\n  # between\r\n  - b\r\n";
 
 const CORPUS: &[&str] = &[
     KUBERNETES_SECRET,

@@ -8,6 +8,12 @@
 //! sops vectors, the benchmark corpus, and seeded random documents; truncated and mutated
 //! copies of them check that nothing panics and that what is taken is still exact.
 
+use crate::store::yaml::fast::tests::{
+    corpus_sample, ACCEPTED as FAST_ACCEPTED, DECLINED as FAST_DECLINED,
+};
+use crate::store::yaml::tests::{
+    HELM_VALUES, INDENTED_AND_QUOTED, KUBERNETES_SECRET, MULTI_DOCUMENT, WINDOWS_LINE_ENDINGS,
+};
 use std::path::{Path, PathBuf};
 
 use super::{check, decrypt, metadata};
@@ -305,98 +311,6 @@ fn compare_all(input: &str) -> Taken {
     first.unwrap_or_default()
 }
 
-// The documents of the store's suites (`store/yaml/tests.rs`).
-
-const KUBERNETES_SECRET: &str = "\
-apiVersion: v1
-kind: Secret
-metadata:
-  name: db-credentials
-  namespace: prod
-  labels:
-    app.kubernetes.io/name: postgres
-type: Opaque
-stringData:
-  username: admin
-  password: \"s3cr3t: with colon\"
-  port: \"5432\"
-";
-
-const HELM_VALUES: &str = "\
-# Default values for the chart.
-# This is a YAML-formatted file.
-
-replicaCount: 2 # keep it even
-
-image:
-  repository: nginx
-  pullPolicy: IfNotPresent
-  # Overrides the image tag.
-  tag: '1.25'
-
-env: [production, eu-west-1]
-ports: {http: 80, https: 443}
-
-config:
-  nginx.conf: |
-    server {
-      listen 80;
-    }
-
-  motd: >-
-    Welcome to the server
-  ratio: 0.75
-  enabled: true
-  started: 2024-05-01T10:00:00Z
-  nothing: null
-  empty: \"\"
-
-resources:
-  limits:
-    cpu: 100m
-    memory: 128Mi
-  # requests: commented out secret-ish setting
-tolerations:
-  - key: dedicated
-    value: db   # the db pool
-  # a comment inside the list
-  - key: spot
-    effect: NoSchedule
-hosts:
-- a.example.com
-- b.example.com
-";
-
-const MULTI_DOCUMENT: &str = "\
----
-# first
-a: 1
-b: text
-...
----
-c:
-  - x
-  - y
-# trailing
----
-d: {}
-";
-
-const INDENTED_AND_QUOTED: &str = "\
-top:
-    'single': 'it''s'
-    \"double\": \"tab\\there\"
-    plain key with spaces: value with spaces
-    url: http://example.com:8080/path?q=1
-    list:
-        -   four-space-dash
-        -   nested:
-                deep: true
-    flow: [a, \"c\", {d: 1}, 2]
-";
-
-const WINDOWS_LINE_ENDINGS: &str = "# settings\r\nname: app\r\nscript: |\r\n  echo hi\r\n  exit 0\r\nlist:\r\n  - a\r\n  # between\r\n  - b\r\n";
-
 /// The helm values without their flow collections (which the pass leaves to the tree path).
 fn helm_values_in_block_style() -> String {
     HELM_VALUES
@@ -525,118 +439,6 @@ const SCALARS: &[&str] = &[
     "0.1",
     "1e21",
     "-1e-7",
-];
-
-// The hand-written inputs of `store/yaml/fast/tests.rs`.
-const FAST_ACCEPTED: &[&str] = &[
-    "a: 1\n",
-    "a: 1",
-    "a:\n",
-    "a:",
-    "a: \n",
-    "a:  # empty, with a comment\nb: 2\n",
-    "a:\nb:\nc:\n",
-    "a:\n- 1\n- 2\nb: 3\n",
-    "a:\n  - 1\n  - 2\nb: 3\n",
-    "a:\n- - x\n  - y\n- - z\n",
-    "a:\n  - - x\n    - y\n  -\n  - ''\n",
-    "a:\n- k: v\n  j: w\n- k: u\n",
-    "a:\n  - k: v\n    j:\n      - 1\n    m: n\n",
-    "a:\n- # a comment on the dash\n  k: v\n",
-    "a:\n-\n- \n-  # c\n- x\n",
-    "a:\n  -\n  - x\n",
-    "a:\n- []\n- {}\nb: [] # empty\nc: {}\n",
-    "# head\n\n# more\na: 1 # eol\n# between\nb:\n  # inside\n  c: 2\n  # foot of b\n# foot\n",
-    "a:\n  b: 1\n    # deeper\n# shallow\nc: 2\n",
-    "a:\n  # first\n\n  # second\n  b: 1\n",
-    "a: # eol on a key\n  b: 1\n",
-    "a: # eol\n- 1\n",
-    "l:\n  - 1 # one\n  # between\n  - 2\n# after\n",
-    "a: 1\n# last, no line feed",
-    "a: 1\n# last\n\n\n",
-    "a: 'single'\nb: \"double\"\nc: 'it''s'\nd: \"esc \\\" \\\\ \\n \\t \\u00e9 \\x41 \\U0001F600\"\n",
-    "a: '# not a comment'\nb: \"# nor this\"\nc: x#y\nd: x # but this\n",
-    "a: 'k: v'\nb: \"k: v\"\nc: http://host:8080/path\nd: a:b\n",
-    "'quoted key': 1\n\"double key\": 2\n'': 3\n",
-    "1: a\ntrue: b\nnull2: c\n0x1F: d\n1.5: e\n",
-    "a: -1\nb: -x\nc: --\nd: --- not a marker\n",
-    "a: x   \nb: 'y'   \nc: z  # c  \n",
-    "é: ü\nkey: 日本語 # コメント\nü: 'ö' # ä\n",
-    "a: yes\nb: off\nc: ~\nd: null\ne: .inf\nf: 2024-01-01\ng: 1e3\n",
-    "<<: x\n",
-    "a: |\n  line 1\n  line 2\nb: 1\n",
-    "a: |-\n  x\n\n  y\n\n\nb: 1\n",
-    "a: |+\n  x\n\n# c\nb: 1\n",
-    "a: >\n  folded\n  text\n\n  para\n   more indented\n  back\nb: 1\n",
-    "a: >-\n  x\n  y\n",
-    "a: | # header comment\n    deep\n   # a comment, less indented\nb: 1\n",
-    "a: |\n  x",
-    "a: |\n  x\n  ",
-    "a: |\n  # content, not a comment\n  x\n",
-    "l:\n- |\n  x\n- >-\n  y\n",
-    "l:\n  - enc: |\n      -----BEGIN-----\n      abc\n      -----END-----\n    recipient: r\n",
-    "a: 1\r\nb:\r\n  c: 2 # x\r\n# y\r\n",
-    "a: |\r\n  x\r\n  y\r\nb: 1\r\n",
-    "a:\r\n-\r\n- 2\r\n",
-    "---\na: 1\n",
-    "--- # c\na: 1\n...\n",
-    "a: 1\n---\nb: 2\n",
-    "---\na: 1\n...\n---\nb: 2\n...\n# trailing\n",
-    "# before\n---\na: 1\n",
-    "a: 1\n...\n# after\n",
-    "  a: 1\n  b: 2\n",
-    "a: 1\n---\n",
-    "a: 1\n--- # c\n\n# d\n---\nb: 1\n",
-    "a: 1\n---\n# c\n...\n# e\n",
-    "a: 1\n---\n# c",
-    "---\n---\na: 1\n",
-    "---\n...\n---\na: 1\n",
-];
-
-const FAST_DECLINED: &[&str] = &[
-    "\u{feff}a: 1\n",
-    "a: [1, 2]\n",
-    "a: {b: 1}\n",
-    "a: &x 1\nb: *x\n",
-    "a: !!str 1\n",
-    "%YAML 1.2\n---\na: 1\n",
-    "? a\n: 1\n",
-    "a: b\n  c\n",
-    "a: 'multi\n  line'\n",
-    "a:\tb\n",
-    "a: |2\n   x\n",
-    "a: |\n\n  x\n",
-    "- a\n",
-    "plain\n",
-    "",
-    "# only a comment\n",
-    "a: b: c\n",
-    "a : 1\n",
-    "a: 1\n...\nb: 2\n",
-    "a: 1\rb: 2\n",
-    // and the odd ones
-    "a: 1\na: 2\n",
-    "a: 123456789012345678901234567890\n",
-    "1: a\n",
-    "null: a\n",
-    "a:\n  - 1\n - 2\n",
-    "a:\n  b: 1\n c: 2\n",
-    "- - a\n  - b\n",
-    "a: 'unterminated\n",
-    "a: \"bad \\q escape\"\n",
-    "a: |\n",
-    "a: |\nb: 1\n",
-    "a:\n  b: |\n  c: 1\n",
-    "---\n",
-    "a: -\n",
-    "a: \"x\"y\n",
-    "a: 'x'#c\n",
-    "a: x\n  # c\n  d: e\n",
-    "sops:\n  version: 3\na: 1\n",
-    "a: 1\n  \n",
-    "...\n",
-    "a:\n- x\n  y: 1\n",
-    "a:\n  - x\n  b: 1\n",
 ];
 
 /// Inputs the pass must take (encrypting and decrypting): ordinary files in block style.
@@ -995,36 +797,6 @@ fn benchmark_corpus_agrees() {
         let taken = compare(&input, &Rules::default(), Indent::default());
         assert!(taken.encrypt && taken.decrypt, "the corpus was declined");
     }
-}
-
-/// The corpus generator's shape (services, environments, keys with mixed values), for when
-/// the generator is not at hand (as in `store/yaml/fast/tests.rs`).
-fn corpus_sample(values: usize) -> String {
-    let mut text = String::new();
-    let mut rng = Rng(7);
-    let mut count = 0;
-    let mut service = 0;
-    while count < values {
-        text.push_str(&format!("service_{service}:\n"));
-        for env in ["dev", "staging", "prod"] {
-            text.push_str(&format!("  {env}:\n"));
-            for k in 0..10 {
-                let value = match rng.below(4) {
-                    0 => rng.below(1 << 31).to_string(),
-                    1 => (rng.below(2) == 0).to_string(),
-                    2 => format!(
-                        "postgres://user:{:032x}@db-{service}.internal:5432/app",
-                        rng.0
-                    ),
-                    _ => format!("{:016x}{:016x}", rng.next(), rng.next()),
-                };
-                text.push_str(&format!("    key_{k}: {value}\n"));
-                count += 1;
-            }
-        }
-        service += 1;
-    }
-    text
 }
 
 /// xorshift64: deterministic, so that a failure can be replayed.

@@ -70,7 +70,7 @@ fn check(source: &str) -> bool {
 }
 
 /// Inputs the fast path must read (and match granit on).
-const ACCEPTED: &[&str] = &[
+pub(crate) const ACCEPTED: &[&str] = &[
     "a: 1\n",
     "a: 1",
     "a:\n",
@@ -143,7 +143,7 @@ const ACCEPTED: &[&str] = &[
 ];
 
 /// Inputs the fast path must leave to granit.
-const DECLINED: &[&str] = &[
+pub(crate) const DECLINED: &[&str] = &[
     "\u{feff}a: 1\n",
     "a: [1, 2]\n",
     "a: {b: 1}\n",
@@ -294,7 +294,7 @@ fn benchmark_corpus_agrees() {
 }
 
 /// The corpus generator's shape: services, environments, keys with mixed values.
-fn corpus_sample(values: usize) -> String {
+pub(crate) fn corpus_sample(values: usize) -> String {
     let mut text = String::new();
     let mut rng = Rng(7);
     let mut count = 0;
