@@ -49,16 +49,33 @@ const MAX_INPUT: usize = 1 << 31;
 /// Text gathered before it goes to the sink.
 const SPILL_AT: usize = 64 * 1024;
 
-/// The input as text, when the pass may read it at all.
-fn readable(input: &[u8]) -> Option<&str> {
+/// The input as text, when the pass may read it at all. It is checked a piece at a time, each
+/// piece handed to `release` once checked, so that checking a mapped input does not bring all
+/// of it in at once.
+fn readable<'a>(input: &'a [u8], release: &dyn Fn(usize)) -> Option<&'a str> {
     if input.len() >= MAX_INPUT || !fast_path_enabled() {
         return None;
     }
-    std::str::from_utf8(input).ok()
+    let mut checked = 0;
+    while checked < input.len() {
+        let end = (checked + RELEASE_EVERY).min(input.len());
+        match std::str::from_utf8(&input[checked..end]) {
+            Ok(_) => checked = end,
+            // A character cut by the piece's end: the next piece starts with it.
+            Err(cut) if cut.error_len().is_none() && end < input.len() && cut.valid_up_to() > 0 => {
+                checked += cut.valid_up_to()
+            }
+            Err(_) => return None,
+        }
+        release(checked);
+    }
+    // SAFETY: every byte of `input` was checked to be UTF-8 above, in pieces that each end on
+    // a character boundary.
+    Some(unsafe { std::str::from_utf8_unchecked(input) })
 }
 
 pub(super) fn check<'a>(input: &'a [u8], release: &dyn Fn(usize)) -> Option<Checked<'a>> {
-    let source = readable(input)?;
+    let source = readable(input, release)?;
     let checker = Checker {
         source,
         release,
@@ -157,7 +174,7 @@ pub(super) fn metadata(input: &[u8]) -> Option<Node> {
 }
 
 pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
-    let source = readable(input)?;
+    let source = readable(input, opening.release)?;
     let cipher = opening.cipher;
     // As encrypting: a thread opens the batch before while the walk goes on. It first finds
     // the `sops` block as `metadata` finds it, for the walk's own finding to be checked

@@ -1390,3 +1390,24 @@ fn why() -> Option<String> {
         .with(|last| last.get())
         .map(|at| at.to_string())
 }
+
+#[test]
+fn text_is_checked_in_pieces_that_may_cut_a_character() {
+    let released = std::cell::Cell::new(0);
+    let release = |offset| released.set(offset);
+    let piece = super::RELEASE_EVERY;
+    for cut in 1..4 {
+        // A character of four bytes that the first piece's end cuts after `cut` bytes.
+        let mut text = "a".repeat(piece - cut);
+        text.push('😀');
+        text.push_str("b: 1\n");
+        assert_eq!(super::readable(text.as_bytes(), &release), Some(text.as_str()));
+        assert_eq!(released.get(), text.len());
+        let mut bytes = text.into_bytes();
+        bytes.truncate(piece - cut + 2);
+        assert_eq!(super::readable(&bytes, &release), None, "a cut character at the end");
+    }
+    let mut bytes = "a".repeat(2 * piece + 7).into_bytes();
+    bytes[piece + 3] = 0xFF;
+    assert_eq!(super::readable(&bytes, &release), None, "an invalid byte");
+}
