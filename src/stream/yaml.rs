@@ -28,10 +28,10 @@ use zeroize::{Zeroize, Zeroizing};
 use super::{Opening, Plain, Sealing, QUEUE_SIZE};
 use crate::crypt::value::is_sealed;
 use crate::crypt::{Cipher, Cursor, OpenQueue, Pattern, SealQueue, Selector};
-use crate::store::yaml::indent_step;
 use crate::store::yaml::read::{fast_path_enabled, line_start, LeafContext};
 use crate::store::yaml::splice::render;
 use crate::store::yaml::write::{is_sealed_comment, metadata_block, push_inline_str, push_spaces};
+use crate::store::yaml::{fast, indent_step};
 use crate::store::{EmitError, StoreError};
 use crate::tree::{ListItem, Map, MapItem, Node, Span, Value};
 use filer::{decline, Comment, DocumentEnd, Filer, Leaf, Mode, ReadValue, Step, Text, Walker};
@@ -49,28 +49,32 @@ const MAX_INPUT: usize = 1 << 31;
 /// Text gathered before it goes to the sink.
 const SPILL_AT: usize = 64 * 1024;
 
-/// The input as text, when the pass may read it at all. It is checked a piece at a time, each
-/// piece handed to `release` once checked, so that checking a mapped input does not bring all
-/// of it in at once.
+/// The input as text, when the pass may read it at all: UTF-8, and only characters the fast
+/// scanner reads (`fast::plain_characters`; the filer scans without checking them again). It
+/// is checked a piece at a time, each piece ending after a line feed (so no character and no
+/// CRLF is cut) and handed to `release` once checked, so that checking a mapped input does not
+/// bring all of it in at once.
 fn readable<'a>(input: &'a [u8], release: &dyn Fn(usize)) -> Option<&'a str> {
     if input.len() >= MAX_INPUT || !fast_path_enabled() {
         return None;
     }
     let mut checked = 0;
     while checked < input.len() {
-        let end = (checked + RELEASE_EVERY).min(input.len());
-        match std::str::from_utf8(&input[checked..end]) {
-            Ok(_) => checked = end,
-            // A character cut by the piece's end: the next piece starts with it.
-            Err(cut) if cut.error_len().is_none() && end < input.len() && cut.valid_up_to() > 0 => {
-                checked += cut.valid_up_to()
-            }
-            Err(_) => return None,
+        let window = &input[checked..(checked + RELEASE_EVERY).min(input.len())];
+        let end = match memchr::memrchr(b'\n', window) {
+            Some(line_feed) if checked + window.len() < input.len() => checked + line_feed + 1,
+            // The last piece, or a line longer than a piece: the rest at once.
+            _ => input.len(),
+        };
+        let piece = &input[checked..end];
+        if std::str::from_utf8(piece).is_err() || !fast::plain_characters(piece) {
+            return None;
         }
+        checked = end;
         release(checked);
     }
-    // SAFETY: every byte of `input` was checked to be UTF-8 above, in pieces that each end on
-    // a character boundary.
+    // SAFETY: every byte of `input` was checked to be UTF-8 above, in pieces that each end
+    // after a line feed, which is always a character boundary.
     Some(unsafe { std::str::from_utf8_unchecked(input) })
 }
 

@@ -43,9 +43,15 @@ use super::read::Position;
 /// stop). Returns `true` when the whole stream was delivered; `false` when the scanner
 /// declined or the sink stopped, in which case the caller starts over with granit.
 pub(crate) fn scan<'s>(source: &'s str, sink: impl FnMut(Event<'s>, Position) -> bool) -> bool {
-    if !plain_characters(source.as_bytes()) {
-        return false;
-    }
+    plain_characters(source.as_bytes()) && scan_checked(source, sink)
+}
+
+/// [`scan`] of a source whose characters the caller has checked with [`plain_characters`]
+/// (a streaming pass checks them a piece at a time).
+pub(crate) fn scan_checked<'s>(
+    source: &'s str,
+    sink: impl FnMut(Event<'s>, Position) -> bool,
+) -> bool {
     let mut scanner = Scanner {
         src: source,
         b: source.as_bytes(),
@@ -68,7 +74,7 @@ pub(crate) fn scan<'s>(source: &'s str, sink: impl FnMut(Event<'s>, Position) ->
 
 /// Whether every character is one the scanner reads as granit does: printable, no tab, no byte
 /// order mark, no line break but LF and CRLF.
-fn plain_characters(b: &[u8]) -> bool {
+pub(crate) fn plain_characters(b: &[u8]) -> bool {
     // Blocks of printable ASCII and line feeds, the usual content, are checked without a branch
     // per byte (so that the check vectorizes); a block holding anything else goes byte by byte.
     const BLOCK: usize = 32;

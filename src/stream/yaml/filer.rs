@@ -270,7 +270,8 @@ impl<'s, W: Walker<'s>> Filer<'s, W> {
         };
         #[cfg(test)]
         LAST_DECLINE.with(|last| last.set(None));
-        let complete = fast::scan(source, |event, at| filer.event(event, at).is_ok());
+        // Every caller has checked the source's characters (`readable`).
+        let complete = fast::scan_checked(source, |event, at| filer.event(event, at).is_ok());
         // Declined or stopped; or comments after the last `...`, which the reader files in the
         // last document although they come after its `sops` block.
         let complete = complete && filer.documents > 0 && filer.held.is_empty();

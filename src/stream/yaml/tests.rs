@@ -1392,22 +1392,51 @@ fn why() -> Option<String> {
 }
 
 #[test]
-fn text_is_checked_in_pieces_that_may_cut_a_character() {
-    let released = std::cell::Cell::new(0);
-    let release = |offset| released.set(offset);
+fn text_is_checked_in_pieces_ending_at_line_feeds() {
+    let released = std::cell::Cell::new(Vec::new());
+    let release = |offset| {
+        let mut seen = released.take();
+        seen.push(offset);
+        released.set(seen);
+    };
     let piece = super::RELEASE_EVERY;
     for cut in 1..4 {
-        // A character of four bytes that the first piece's end cuts after `cut` bytes.
-        let mut text = "a".repeat(piece - cut);
-        text.push('😀');
-        text.push_str("b: 1\n");
-        assert_eq!(super::readable(text.as_bytes(), &release), Some(text.as_str()));
-        assert_eq!(released.get(), text.len());
-        let mut bytes = text.into_bytes();
-        bytes.truncate(piece - cut + 2);
-        assert_eq!(super::readable(&bytes, &release), None, "a cut character at the end");
+        // A four-byte character the first piece's end would cut after `cut` bytes, on a line
+        // of its own, and a CRLF across the boundary of a later piece.
+        let mut text = "k: v\n".repeat((piece - 10) / 5);
+        text.push_str(&"a".repeat(piece - text.len() - cut - 3));
+        text.push_str(": 😀\n");
+        text.push_str(&"k: v\r\n".repeat(piece / 6));
+        assert_eq!(
+            super::readable(text.as_bytes(), &release),
+            Some(text.as_str())
+        );
+        let offsets = released.take();
+        assert!(offsets.len() >= 2, "{offsets:?}");
+        assert_eq!(offsets.last(), Some(&text.len()));
+        for &offset in &offsets[..offsets.len() - 1] {
+            assert_eq!(
+                text.as_bytes()[offset - 1],
+                b'\n',
+                "a piece ends after a line feed"
+            );
+        }
     }
-    let mut bytes = "a".repeat(2 * piece + 7).into_bytes();
+    let mut bytes = "a: b\n".repeat(piece / 2).into_bytes();
     bytes[piece + 3] = 0xFF;
     assert_eq!(super::readable(&bytes, &release), None, "an invalid byte");
+    let mut bytes = "a: b\n".repeat(piece / 2).into_bytes();
+    bytes[piece + 3] = b'\t';
+    assert_eq!(
+        super::readable(&bytes, &release),
+        None,
+        "a tab, which the fast scanner declines"
+    );
+    let mut bytes = "a: b\n".repeat(piece / 2).into_bytes();
+    bytes.push(0xF0);
+    assert_eq!(
+        super::readable(&bytes, &release),
+        None,
+        "a cut character at the end"
+    );
 }
