@@ -14,7 +14,7 @@ pub mod value;
 
 pub use cursor::{Cursor, LeafPlan};
 pub use data_key::{DataKey, DATA_KEY_LEN};
-pub use queue::{OpenQueue, SealQueue};
+pub use queue::{push_wiped, OpenQueue, OpenedValues, SealQueue};
 pub use rules::{Pattern, Rules, Selector, DEFAULT_UNENCRYPTED_SUFFIX};
 pub use value::OpenError;
 
@@ -638,21 +638,41 @@ impl<'a, 't> Walk<'a, 't> {
         Ok(())
     }
 
-    /// sops' YAML reader sometimes files a comment under a neighbouring collection (spec §15.2),
-    /// so the enclosing paths are tried too before a comment is kept as it is.
+    /// Opens a sealed comment, remembering its IV when IVs are remembered.
     fn open_comment(&mut self, text: &str) -> Option<String> {
-        open_comment(self.cipher, &self.at, text)
+        let Cipher {
+            aead, remembered, ..
+        } = &mut *self.cipher;
+        let plaintext = open_comment(aead, &self.at, text, |aad, type_name, iv, plain| {
+            remember(remembered, aad, type_name, plain, iv)
+        })?;
+        Some(plaintext.as_str().to_owned())
     }
 }
 
-/// Opens a sealed comment at a cursor, trying the enclosing paths too (see `Walk::open_comment`).
-pub(crate) fn open_comment(cipher: &mut Cipher, at: &Cursor, text: &str) -> Option<String> {
+/// Opens a sealed comment where a walk stands. sops' YAML reader sometimes files a comment
+/// under a neighbouring collection (spec §15.2), so the enclosing paths are tried too before a
+/// comment is kept as it is. `seen` is told the AAD, type, IV and plaintext of what opened (to
+/// remember IVs). `None` when the text is not sealed, opens under none of the paths, or is not
+/// text; the plaintext is wiped when dropped.
+pub(crate) fn open_comment(
+    aead: &value::SopsGcm,
+    at: &Cursor,
+    text: &str,
+    mut seen: impl FnMut(&[u8], &str, &[u8; IV_LEN], &[u8]),
+) -> Option<Zeroizing<String>> {
     if !value::is_sealed(text) {
         return None;
     }
     for depth in (0..=at.depth()).rev() {
-        if let Ok((_, plaintext)) = cipher.open(text, &aad_of(at.keys_to(depth))) {
-            return String::from_utf8(plaintext.to_vec()).ok();
+        let sealed = value::parse(text).ok()?;
+        let (iv, type_name) = (sealed.iv, sealed.type_name);
+        let aad = aad_of(at.keys_to(depth));
+        if let Ok(plaintext) = value::open(aead, sealed, &aad) {
+            seen(&aad, type_name, &iv, &plaintext);
+            return std::str::from_utf8(&plaintext)
+                .ok()
+                .map(|text| Zeroizing::new(text.to_owned()));
         }
     }
     None

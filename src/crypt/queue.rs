@@ -10,12 +10,48 @@ use std::ops::Range;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::batch::run_split;
 use super::value::{self, IV_LEN};
-use super::{aad_of, open_sealed, with_canonical_bytes, Cipher, CryptError, Cursor};
+use super::{open_sealed, with_canonical_bytes, Cipher, CryptError, Cursor};
 use crate::tree::Value;
+
+/// Appends to a buffer of plaintext, moving it into a larger one (and wiping the old one) when
+/// it must grow: a plain reallocation would free the old buffer unwiped.
+pub fn push_wiped(buffer: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    if buffer.capacity() - buffer.len() < bytes.len() {
+        let capacity = (buffer.len() + bytes.len()).max(2 * buffer.capacity());
+        let mut larger = Zeroizing::new(Vec::with_capacity(capacity));
+        larger.extend_from_slice(buffer);
+        // The old one is wiped as it is dropped.
+        *buffer = larger;
+    }
+    buffer.extend_from_slice(bytes);
+}
+
+/// Values an [`OpenQueue`] opened, in queue order; their plaintexts are wiped when dropped.
+#[derive(Default)]
+pub struct OpenedValues(Vec<Value>);
+
+impl std::ops::Deref for OpenedValues {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        &self.0
+    }
+}
+
+impl Drop for OpenedValues {
+    fn drop(&mut self) {
+        for value in &mut self.0 {
+            match value {
+                Value::Str(text) => text.zeroize(),
+                Value::Bytes(bytes) => bytes.zeroize(),
+                _ => {}
+            }
+        }
+    }
+}
 
 struct ToSeal {
     plaintext: Range<usize>,
@@ -35,17 +71,8 @@ pub struct SealQueue {
 impl SealQueue {
     /// Queues a value's canonical plaintext under `type_name` (`"comment"` for a comment).
     pub fn push_text(&mut self, plaintext: &[u8], aad: &[u8], type_name: &'static str) {
-        let needed = self.plaintexts.len() + plaintext.len();
-        if needed > self.plaintexts.capacity() {
-            // Grown by hand: a reallocation would leave the old buffer's plaintexts unwiped.
-            let mut larger = Zeroizing::new(Vec::with_capacity(
-                needed.max(2 * self.plaintexts.capacity()),
-            ));
-            larger.extend_from_slice(&self.plaintexts);
-            self.plaintexts = larger;
-        }
         let start = self.plaintexts.len();
-        self.plaintexts.extend_from_slice(plaintext);
+        push_wiped(&mut self.plaintexts, plaintext);
         let aad_start = self.aads.len();
         self.aads.extend_from_slice(aad);
         self.items.push(ToSeal {
@@ -146,7 +173,7 @@ impl<'s> OpenQueue<'s> {
     /// Opens everything queued into typed values, in queue order, and empties the queue. On a
     /// failure: the queue position of the first value that failed, and why (the caller, who
     /// knows where that value stands, names its path with [`CryptError::at_path`]).
-    pub fn open_all(&mut self, cipher: &Cipher) -> Result<Vec<Value>, (usize, CryptError)> {
+    pub fn open_all(&mut self, cipher: &Cipher) -> Result<OpenedValues, (usize, CryptError)> {
         let aads = &self.aads;
         let mut slots: Vec<(usize, &ToOpen, Value)> = self
             .items
@@ -167,29 +194,17 @@ impl<'s> OpenQueue<'s> {
             }
             Ok(())
         })?;
-        let opened = slots.into_iter().map(|(_, _, value)| value).collect();
+        let opened = OpenedValues(slots.into_iter().map(|(_, _, value)| value).collect());
         self.aads.clear();
         self.items.clear();
         Ok(opened)
     }
 
-    /// Opens a sealed comment where a walk stands, as the tree walk's `open_comment` does (the
-    /// enclosing paths are tried too), with a shared cipher: a streaming pass holds the cipher
-    /// shared and remembers no IVs. `None` when the text is not sealed or opens under none of
-    /// the paths; the plaintext is wiped when dropped. (Comments are opened one by one, in walk
-    /// order, because the comment selectors read the plaintext of the comments before.)
+    /// Opens a sealed comment where a walk stands, as the tree walk does (see
+    /// [`super::open_comment`]), with a shared cipher: a streaming pass remembers no IVs.
+    /// (Comments are opened one by one, in walk order, because the comment selectors read the
+    /// plaintext of the comments before.)
     pub fn open_comment(cipher: &Cipher, at: &Cursor, text: &str) -> Option<Zeroizing<String>> {
-        if !value::is_sealed(text) {
-            return None;
-        }
-        for depth in (0..=at.depth()).rev() {
-            let sealed = value::parse(text).ok()?;
-            if let Ok(plaintext) = value::open(&cipher.aead, sealed, &aad_of(at.keys_to(depth))) {
-                return std::str::from_utf8(&plaintext)
-                    .ok()
-                    .map(|text| Zeroizing::new(text.to_owned()));
-            }
-        }
-        None
+        super::open_comment(&cipher.aead, at, text, |_, _, _, _| {})
     }
 }

@@ -25,7 +25,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{Opening, Plain, Sealing, QUEUE_SIZE};
 use crate::crypt::value::{is_sealed, type_name_of};
-use crate::crypt::{Cipher, Cursor, OpenQueue, SealQueue};
+use crate::crypt::{push_wiped, Cipher, Cursor, OpenQueue, SealQueue};
 use crate::store::json::read::Reader;
 use crate::store::json::write::{WriteError, Writer, SPILL_AT};
 use crate::store::json::{FORMAT, METADATA_KEY};
@@ -185,19 +185,6 @@ impl<J: Job> Worker<J> {
     fn send(&mut self, job: J) -> bool {
         self.to_worker.send(job).is_ok()
     }
-}
-
-/// Appends to a buffer of plaintext, moving it (and wiping the old one) when it must grow, so
-/// that growing never leaves a copy behind.
-fn push_wiped(buffer: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
-    if buffer.capacity() - buffer.len() < bytes.len() {
-        let capacity = (buffer.len() + bytes.len()).max(2 * buffer.capacity());
-        let mut larger = Zeroizing::new(Vec::with_capacity(capacity));
-        larger.extend_from_slice(buffer);
-        // The old one is wiped as it is dropped.
-        *buffer = larger;
-    }
-    buffer.extend_from_slice(bytes);
 }
 
 /// What the encrypting walk gathers of a batch, for its thread.
@@ -702,9 +689,9 @@ impl Job for OpenJob<'_, '_, '_> {
 
 impl OpenJob<'_, '_, '_> {
     fn open(&mut self) -> Result<(), Decline> {
-        let opened = WipedValues(self.queue.open_all(self.cipher).map_err(|_| Decline)?);
+        let opened = self.queue.open_all(self.cipher).map_err(|_| Decline)?;
         let batch = &mut self.batch;
-        let mut values = opened.0.iter();
+        let mut values = opened.iter();
         for entry in &batch.log {
             match entry {
                 Hashed::Opened => {
@@ -722,7 +709,7 @@ impl OpenJob<'_, '_, '_> {
         writer.out = std::mem::take(&mut batch.merged);
         let mut from = 0;
         let mut written = Ok(());
-        for (&hole, value) in batch.holes.iter().zip(&opened.0) {
+        for (&hole, value) in batch.holes.iter().zip(opened.iter()) {
             let piece = batch.text.get(from..hole).unwrap_or_default();
             let most = match value {
                 Value::Str(text) => escaped(text.len()),
@@ -840,21 +827,6 @@ impl<'a, 'r, 'c> Unseal<'a, 'r, 'c> {
         }
         self.text.string(plain.as_bytes());
         self.maybe_hand_over()
-    }
-}
-
-/// Opened values, wiped when dropped.
-struct WipedValues(Vec<Value>);
-
-impl Drop for WipedValues {
-    fn drop(&mut self) {
-        for value in &mut self.0 {
-            match value {
-                Value::Str(text) => text.zeroize(),
-                Value::Bytes(bytes) => bytes.zeroize(),
-                _ => {}
-            }
-        }
     }
 }
 

@@ -23,11 +23,13 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::{Opening, Plain, Sealing, QUEUE_SIZE};
 use crate::crypt::value::is_sealed;
-use crate::crypt::{Cipher, Cursor, OpenQueue, Pattern, SealQueue, Selector};
+use crate::crypt::{
+    push_wiped, Cipher, Cursor, OpenQueue, OpenedValues, Pattern, SealQueue, Selector,
+};
 use crate::store::yaml::read::{fast_path_enabled, line_start, LeafContext};
 use crate::store::yaml::splice::render;
 use crate::store::yaml::write::{is_sealed_comment, metadata_block, push_inline_str, push_spaces};
@@ -190,9 +192,9 @@ pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
             let located = locate_sops(source.as_bytes());
             for mut batch in work {
                 let opened = if batch.queue.is_empty() {
-                    Some(OpenedValues(Vec::new()))
+                    Some(OpenedValues::default())
                 } else {
-                    batch.queue.open_all(cipher).ok().map(OpenedValues)
+                    batch.queue.open_all(cipher).ok()
                 };
                 if done.send((batch, opened)).is_err() {
                     break;
@@ -925,21 +927,6 @@ enum Hashed {
     Plain(Range<usize>),
 }
 
-/// Opened values, wiped when the batch is done with them.
-struct OpenedValues(Vec<Value>);
-
-impl Drop for OpenedValues {
-    fn drop(&mut self) {
-        for value in &mut self.0 {
-            match value {
-                Value::Str(text) => text.zeroize(),
-                Value::Bytes(bytes) => bytes.zeroize(),
-                _ => {}
-            }
-        }
-    }
-}
-
 /// A batch of the decrypting walk: the values to open, the MAC's inputs in walk order, and
 /// the replacements waiting for them.
 #[derive(Default)]
@@ -972,17 +959,6 @@ struct Opener<'a, 's> {
     /// Rendered text, in a buffer made large enough beforehand so that it never moves (a move
     /// would leave a copy of the plaintext behind).
     scratch: Zeroizing<String>,
-}
-
-/// Appends to a buffer of plaintext, moving it (wiping the old one) when it must grow.
-fn push_wiped(out: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
-    if out.capacity() - out.len() < bytes.len() {
-        let grown = out.capacity() + out.capacity() / 2;
-        let mut bigger = Vec::with_capacity(grown.max(out.len() + bytes.len()));
-        bigger.extend_from_slice(out);
-        *out = Zeroizing::new(bigger);
-    }
-    out.extend_from_slice(bytes);
 }
 
 impl Opener<'_, '_> {
@@ -1070,7 +1046,7 @@ impl Opener<'_, '_> {
         let values = values.ok_or_else(decline)?;
         for hashed in batch.hashes.drain(..) {
             match hashed {
-                Hashed::Opened(n) => match values.0.get(n).ok_or_else(decline)? {
+                Hashed::Opened(n) => match values.get(n).ok_or_else(decline)? {
                     Value::Str(text) => self.at.hash(text.as_bytes()),
                     Value::Bytes(bytes) => self.at.hash(bytes),
                     other => self.at.hash(&Zeroizing::new(other.canonical_bytes())),
@@ -1090,7 +1066,7 @@ impl Opener<'_, '_> {
                     n,
                     sealed,
                 } => {
-                    let value = values.0.get(n).ok_or_else(decline)?;
+                    let value = values.get(n).ok_or_else(decline)?;
                     if matches!(value, Value::Str(text) if text == sealed) {
                         // Unchanged: the source stays.
                         continue;
