@@ -274,8 +274,25 @@ pub fn open(
     keyring: &Keyring,
     options: OpenOptions,
 ) -> Result<Opened, DocumentError> {
+    open_recovered(loaded, keyring, options, None)
+}
+
+/// [`open`], when the data key was already sought for the metadata a streaming pass found
+/// (`earlier`: that metadata and what recovering its key gave). Whatever that gave is used
+/// when the file's metadata is the same, so no key service is asked twice, and a key that
+/// could not be recovered is reported only once the file has loaded (as [`open`] orders its
+/// errors).
+pub fn open_recovered(
+    loaded: Loaded,
+    keyring: &Keyring,
+    options: OpenOptions,
+    earlier: Option<(Metadata, Result<DataKey, RecoveryError>)>,
+) -> Result<Opened, DocumentError> {
     let metadata = metadata_of(&loaded)?;
-    let key = keyring.recover(&metadata)?;
+    let key = match earlier {
+        Some((seen, recovered)) if seen == metadata => recovered?,
+        _ => keyring.recover(&metadata)?,
+    };
     open_with_key(loaded.tree, metadata, key, options)
 }
 

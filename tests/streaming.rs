@@ -197,3 +197,72 @@ fn bad_large_files_fail_as_on_the_tree_path() {
     );
     assert!(message.contains("line"), "{message}");
 }
+
+#[test]
+fn a_file_broken_before_its_metadata_is_reported_as_broken() {
+    // The passes read the metadata near the end of the file and seek the key before reading
+    // the rest; a file broken elsewhere must still be reported as broken, as the tree path
+    // (and sops, which loads the file first) reports it, whether the key is found or not.
+    let sandbox = Sandbox::new();
+    let Some(recipient) = sandbox.age_identity() else {
+        return;
+    };
+    for (name, plain, from, to) in [
+        (
+            "big.json",
+            large_json(40_000),
+            "\"key_0\": \"ENC[",
+            "\"key_0\": [\"ENC[",
+        ),
+        (
+            "big.yaml",
+            large_yaml(40_000),
+            "key_0: ENC[",
+            "key_0: [ENC[",
+        ),
+    ] {
+        sandbox.write(name, plain);
+        let encrypted = String::from_utf8(ok(
+            sandbox.run(&["encrypt", "--age", &recipient, name], None)
+        ))
+        .unwrap();
+        let middle = encrypted.len() / 2;
+        let at = middle + encrypted[middle..].find(from).expect("a value to break");
+        let broken = format!(
+            "{}{}{}",
+            &encrypted[..at],
+            to,
+            &encrypted[at + from.len()..]
+        );
+        let file = format!("broken.{name}");
+        sandbox.write(&file, &broken);
+        let with_key = fails_with(sandbox.run(&["decrypt", &file], None), 1);
+        let without_key = fails_with(
+            sandbox
+                .veil()
+                .env("XDG_CONFIG_HOME", sandbox.path("nowhere"))
+                .args(["decrypt", &file])
+                .output()
+                .unwrap(),
+            1,
+        );
+        for stderr in [&with_key, &without_key] {
+            assert!(
+                stderr.contains(&file) && stderr.contains("line"),
+                "{name}: {stderr}"
+            );
+        }
+        // The same file with its key unavailable, unbroken: the key is what is missing.
+        let whole = format!("whole.{name}");
+        sandbox.write(&whole, &encrypted);
+        fails_with(
+            sandbox
+                .veil()
+                .env("XDG_CONFIG_HOME", sandbox.path("nowhere"))
+                .args(["decrypt", &whole])
+                .output()
+                .unwrap(),
+            128,
+        );
+    }
+}

@@ -64,28 +64,29 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
     };
     let indent = super::indent(config.as_ref(), global);
     // A whole file decrypted to its own format goes straight from its text when a streaming
-    // pass reads it. If the pass declines, or anything fails, the tree path below opens it
-    // with the key already recovered and reports what is wrong.
+    // pass reads it. If the pass declines, or anything fails (recovering the key included),
+    // the tree path below loads the file, reports what is wrong in its usual order, and opens
+    // it with whatever recovering the key gave.
     let mut recovered = None;
     if streamable {
         if let Some(metadata) = veil::stream::metadata(in_format, bytes.bytes())
             .and_then(|node| document::metadata_from(&node).ok())
         {
-            let key = keyring
-                .recover(&metadata)
-                .map_err(|e| open_failure(&input, DocumentError::Recovery(e)))?;
-            let release = |offset| bytes.release_before(offset);
-            let stream = document::open_stream(
-                in_format,
-                bytes.bytes(),
-                &metadata,
-                &key,
-                options,
-                indent,
-                &release,
-            );
-            if let Some(text) = stream {
-                return output.write(&text);
+            let key = keyring.recover(&metadata);
+            if let Ok(key) = &key {
+                let release = |offset| bytes.release_before(offset);
+                let stream = document::open_stream(
+                    in_format,
+                    bytes.bytes(),
+                    &metadata,
+                    key,
+                    options,
+                    indent,
+                    &release,
+                );
+                if let Some(text) = stream {
+                    return output.write(&text);
+                }
             }
             recovered = Some((metadata, key));
         }
@@ -97,11 +98,8 @@ pub fn run(args: DecryptArgs, global: &GlobalArgs) -> CliResult {
             in_file(&input, format!("Error loading file: {e}")),
         )
     })?;
-    let opened = match recovered {
-        Some((metadata, key)) => document::open_with_key(loaded.tree, metadata, key, options),
-        None => document::open(loaded, &keyring, options),
-    }
-    .map_err(|e| open_failure(&input, e))?;
+    let opened = document::open_recovered(loaded, &keyring, options, recovered)
+        .map_err(|e| open_failure(&input, e))?;
     if !opened.kept_comments.is_empty() {
         let paths: Vec<_> = opened
             .kept_comments

@@ -438,6 +438,65 @@ fn canonical<'v>(value: &'v Value, buffer: &'v mut Zeroizing<Vec<u8>>) -> &'v [u
 }
 
 pub(super) fn metadata(input: &[u8]) -> Option<Node> {
+    let span = metadata_from_end(input).or_else(|| metadata_by_walk(input))?;
+    metadata_value(input, span)
+}
+
+/// The node of the `sops` member's value at `span`, as the store's loader builds it.
+fn metadata_value(input: &[u8], span: Range<usize>) -> Option<Node> {
+    let mut reader = Reader {
+        input: input.get(..span.end)?,
+        pos: span.start,
+    };
+    reader.value().ok()
+}
+
+/// Where the value of the top-level `sops` member is, found from the end of the file without
+/// reading the rest: sops and veil write it as the last member. `None` when the file does not
+/// end that way (the caller then walks it).
+///
+/// The answer is the walk's whenever the file is valid JSON (the decrypting pass, which reads
+/// all of it, declines when it is not, and checks this answer against its own). The `"` found
+/// is preceded by whitespace, `{` or `,`, so it is not escaped; an unescaped quote either opens
+/// a string or closes one, and a closing quote followed by `sops"` is not JSON: so it opens the
+/// key `sops`. Its value is followed only by the file's last `}`, which closes the top-level
+/// object: the member is a top-level one, and the last. A later `"sops":` inside that value
+/// (a nested key) stops the search, and the walk decides.
+fn metadata_from_end(input: &[u8]) -> Option<Range<usize>> {
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let close = input.iter().rposition(|b| !is_space(b))?;
+    if input.get(close) != Some(&b'}') {
+        return None;
+    }
+    let body = input.get(..close)?;
+    let key = format!("\"{METADATA_KEY}\"");
+    for at in memchr::memmem::rfind_iter(body, key.as_bytes()) {
+        let opens = at
+            .checked_sub(1)
+            .and_then(|before| body.get(before))
+            .is_some_and(|b| is_space(b) || matches!(b, b'{' | b','));
+        let mut reader = Reader {
+            input: body,
+            pos: at + key.len(),
+        };
+        reader.skip_whitespace();
+        if !opens || body.get(reader.pos) != Some(&b':') {
+            // A string `"sops"` that is not a key (a Vault engine path, say).
+            continue;
+        }
+        reader.pos += 1;
+        reader.skip_whitespace();
+        let start = reader.pos;
+        reader.value().ok()?;
+        let end = reader.pos;
+        reader.skip_whitespace();
+        return (reader.pos == body.len()).then_some(start..end);
+    }
+    None
+}
+
+/// Where the value of the one top-level `sops` member is, by reading the whole file through.
+fn metadata_by_walk(input: &[u8]) -> Option<Range<usize>> {
     /// Reads the file through, noting where the value of its one top-level `sops` member is.
     #[derive(Default)]
     struct Find {
@@ -482,13 +541,7 @@ pub(super) fn metadata(input: &[u8]) -> Option<Node> {
     let mut find = Find::default();
     let mut strings = Zeroizing::new(String::new());
     scan::walk(input, &mut find, &mut strings, &|_| {}).ok()?;
-    let span = find.found?;
-    // The store's reader builds the one value: the node the loader hands over.
-    let mut reader = Reader {
-        input: input.get(..span.end)?,
-        pos: span.start,
-    };
-    reader.value().ok()
+    find.found
 }
 
 pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
@@ -518,11 +571,16 @@ pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
             out: Wiped(Vec::with_capacity(estimated_plaintext(input))),
             number: Zeroizing::new(Vec::with_capacity(64)),
             sops: 0,
+            sops_at: None,
         };
         let mut strings = Zeroizing::new(String::new());
         scan::walk(input, &mut pass, &mut strings, release).ok()?;
-        // The tree path would not have come this far without the metadata.
+        // The tree path would not have come this far without the metadata, and the caller
+        // read it where this pass found it (`metadata`).
         if pass.sops != 1 {
+            return None;
+        }
+        if metadata_from_end(input).is_some_and(|found| pass.sops_at.as_ref() != Some(&found)) {
             return None;
         }
         pass.hand_over().ok()?;
@@ -746,8 +804,9 @@ struct Unseal<'a, 'r, 'c> {
     /// The plaintext file, opened values included.
     out: Wiped,
     number: Zeroizing<Vec<u8>>,
-    /// Top-level `sops` members seen.
+    /// Top-level `sops` members seen, and where the value of the last one is.
     sops: usize,
+    sops_at: Option<Range<usize>>,
 }
 
 impl<'a, 'r, 'c> Unseal<'a, 'r, 'c> {
@@ -852,6 +911,12 @@ impl<'a> Visit<'a> for Unseal<'a, '_, '_> {
         self.text.member_key(key, first, depth);
         self.at.push_key(key);
         Ok(Flow::Enter)
+    }
+
+    fn skipped(&mut self, value: Range<usize>) -> Result<(), Decline> {
+        // Only the `sops` member is skipped.
+        self.sops_at = Some(value);
+        Ok(())
     }
 
     fn element(&mut self, index: usize, depth: usize) -> Result<(), Decline> {

@@ -953,8 +953,10 @@ fn unusual_or_failing_encrypted_files_are_declined() {
             .expect("UTF-8")
             .trim_start_matches('{')
     );
+    // (Found from the end, the last one may be taken for the metadata: the pass then
+    // declines, and the loader refuses the file.)
     declined(twice.as_bytes(), &rules);
-    assert!(stream::metadata(Format::Json, twice.as_bytes()).is_none());
+    assert!(Format::Json.load(twice.as_bytes()).is_err());
     assert!(stream::metadata(Format::Json, format!("{{\"a\": \"{good}\"}}").as_bytes()).is_none());
     declined(format!("{{\"a\": \"{good}\"}}").as_bytes(), &rules);
     // Broken files.
@@ -1008,6 +1010,71 @@ fn the_metadata_is_the_loaders() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn the_metadata_found_from_the_end_is_the_walks() {
+    let (encrypted, _) = stream_encrypt(
+        rich_document().as_bytes(),
+        &Rules::default(),
+        indent(Some(2)),
+        &mut Cipher::with_counter_ivs(data_key(), 1),
+    )
+    .expect("encrypts");
+    let found = metadata_from_end(&encrypted);
+    assert!(found.is_some());
+    assert_eq!(found, metadata_by_walk(&encrypted));
+    // Found: whitespace of any kind, and `"sops"` strings that are not keys after it.
+    for file in [
+        "{\"a\": 1, \"sops\": {\"v\": 2}}",
+        "{\"sops\":{}}",
+        "{\"a\": \"sops\",\n\t\"sops\" \r\n: { \"hc_vault\": [{\"engine_path\": \"sops\"}] } \n}\n\n",
+        "{\"a\": \"x\\\"sops\\\": 1\", \"sops\": {\"k\": \"\\\"sops\\\": {}\"}}",
+    ] {
+        let found = metadata_from_end(file.as_bytes());
+        assert!(found.is_some(), "{file}");
+        assert_eq!(found, metadata_by_walk(file.as_bytes()), "{file}");
+    }
+    // Not found from the end; the walk decides (and finds the member where there is one).
+    for (file, walk_finds) in [
+        // Not the last member.
+        ("{\"sops\": {}, \"a\": 1}", true),
+        // A nested key `sops` last.
+        ("{\"sops\": {\"k\": {\"sops\": 1}}}", true),
+        ("{\"a\": {\"sops\": {}}}", false),
+        // The key written with an escape, or preceded by an escaped quote (inside a key).
+        ("{\"\\u0073ops\": {}}", true),
+        ("{\"x\\\"sops\": {}}", false),
+        // Not an object at the end, or broken.
+        ("[{\"sops\": {}}]", false),
+        ("{\"sops\": {}", false),
+        ("{\"sops\": {]}", false),
+        ("{\"sops\": }", false),
+    ] {
+        assert_eq!(metadata_from_end(file.as_bytes()), None, "{file}");
+        assert_eq!(
+            metadata_by_walk(file.as_bytes()).is_some(),
+            walk_finds,
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn a_file_whose_metadata_is_not_last_decrypts_alike() {
+    let good = sealed("hello", "a:", "str");
+    let file = String::from_utf8(encrypted_file(&format!("\"a\": \"{good}\""))).expect("UTF-8");
+    // The `sops` member moved to the front.
+    let at = file.find(", \"sops\"").expect("has metadata");
+    let moved = format!("{{{}, {}}}", &file[at + 2..file.len() - 1], &file[1..at]);
+    assert!(metadata_from_end(moved.as_bytes()).is_none());
+    assert!(stream::metadata(Format::Json, moved.as_bytes()).is_some());
+    assert!(decrypts_alike(
+        moved.as_bytes(),
+        &Rules::default(),
+        indent(None),
+        "moved"
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
