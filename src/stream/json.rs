@@ -17,15 +17,16 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+use std::io::Write;
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::Scope;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Opening, Plain, Sealing, QUEUE_SIZE};
 use crate::crypt::value::{is_sealed, type_name_of};
-use crate::crypt::{push_wiped, Cipher, Cursor, OpenQueue, SealQueue};
+use crate::crypt::{push_wiped, Cipher, Cursor, OpenQueue, OpenedValues, SealQueue};
 use crate::store::json::read::Reader;
 use crate::store::json::write::{WriteError, Writer, SPILL_AT};
 use crate::store::json::{FORMAT, METADATA_KEY};
@@ -98,32 +99,31 @@ impl Checked<'_> {
         } = sealing;
         let input = self.input;
         std::thread::scope(|scope| {
-            let first = SealJob {
-                batch: SealBatch::default(),
-                cipher,
+            let sealing = SealValues { cipher };
+            let finish = SealFinish {
                 mac: Cursor::new(rules),
             };
             let mut pass = Seal {
                 at: Cursor::new(rules),
                 text: Writer::new(indent.json, TEXT_LIMIT + SPILL_AT),
                 reading: SealBatch::default(),
-                worker: Worker::start(scope, first),
+                workers: Workers::start(scope, sealing, finish),
                 sink,
                 number: Zeroizing::new(Vec::with_capacity(64)),
                 members: 0,
             };
             let mut strings = Zeroizing::new(String::new());
             scan::walk(input, &mut pass, &mut strings, release)?;
-            pass.hand_over()?;
-            let job = pass.finish()?;
-            let map = metadata(job.cipher, job.mac.mac_hex());
+            let members = pass.members;
+            let (sealing, finish, sink) = pass.finish()?;
+            let map = metadata(sealing.cipher, finish.mac.mac_hex());
             // The `sops` member last, as `Writer::object` writes the metadata of `emit_to`.
             let mut out = Writer::new(indent.json, SPILL_AT);
-            out.member_key(METADATA_KEY, pass.members == 0, 0);
+            out.member_key(METADATA_KEY, members == 0, 0);
             out.object(&map, None, 1).map_err(emit_error)?;
             out.newline(0);
             out.out.extend_from_slice(b"}\n");
-            pass.sink.write_all(&out.out).map_err(EmitError::Write)
+            sink.write_all(&out.out).map_err(EmitError::Write)
         })
     }
 }
@@ -135,56 +135,100 @@ fn emit_error(err: WriteError) -> EmitError {
     })
 }
 
-/// A batch and what it needs to run (on the worker).
-trait Job: Send {
-    fn run(self) -> Self;
+/// Batches a pass may have on its workers at once: one being opened or sealed, one being
+/// finished (hashed and merged), one waiting; so that the walk goes on reading while both
+/// workers are busy, and no worker waits for the other.
+const IN_FLIGHT: usize = 3;
+
+/// What a worker does to each batch, in the order the walk sent them; it keeps what runs
+/// through all of them (the cipher, the MAC).
+trait Stage<B>: Send {
+    fn run(&mut self, batch: &mut B);
 }
 
-/// The one thread a pass's batches run on, one at a time, while the walk reads the next (a
-/// thread for each batch would cost more to start than some batches take). The job goes to it
-/// and comes back; in between, the pass holds it.
-struct Worker<J> {
-    to_worker: SyncSender<J>,
-    from_worker: Receiver<J>,
-    /// The job, between two batches; `None` while it is on the worker.
-    idle: Option<J>,
+/// The two threads a pass's batches run through, in order, while the walk reads the next
+/// ones: the first seals or opens a batch's values (on every core), the second finishes it
+/// (the MAC, which takes the values in walk order, and the output). Each is a single pass
+/// over the whole file, so they overlap instead of taking turns. Batches come back to the
+/// walk, finished, to be written and reused. (Threads for each batch would cost more to start
+/// than some batches take.)
+struct Workers<'s, B, C, F> {
+    to_workers: Option<SyncSender<B>>,
+    from_workers: Receiver<B>,
+    /// Batches sent and not yet received back.
+    in_flight: usize,
+    crypt: ScopedJoinHandle<'s, C>,
+    finish: ScopedJoinHandle<'s, F>,
 }
 
-impl<J: Job> Worker<J> {
-    fn start<'s>(scope: &'s Scope<'s, '_>, first: J) -> Self
-    where
-        J: 's,
-    {
-        let (to_worker, jobs) = sync_channel::<J>(1);
-        let (done, from_worker) = sync_channel::<J>(1);
-        // The thread ends when the pass drops its end of the channel; should a job panic, the
-        // pass finds the worker gone, stops, and the scope then goes on with the panic.
-        scope.spawn(move || {
-            for job in jobs {
-                if done.send(job.run()).is_err() {
-                    break;
-                }
-            }
-        });
-        Worker {
-            to_worker,
-            from_worker,
-            idle: Some(first),
+impl<'s, B: Send + 's, C: Stage<B> + 's, F: Stage<B> + 's> Workers<'s, B, C, F> {
+    fn start(scope: &'s Scope<'s, '_>, crypt: C, finish: F) -> Self {
+        let (to_workers, batches) = sync_channel::<B>(IN_FLIGHT);
+        let (to_finish, crypted) = sync_channel::<B>(IN_FLIGHT);
+        let (done, from_workers) = sync_channel::<B>(IN_FLIGHT);
+        // A thread ends when the one before it drops its end of the channel; should a batch
+        // panic, the pass finds the workers gone, stops, and the panic goes on when they are
+        // joined.
+        Workers {
+            to_workers: Some(to_workers),
+            from_workers,
+            in_flight: 0,
+            crypt: scope.spawn(move || run_stage(crypt, batches, to_finish)),
+            finish: scope.spawn(move || run_stage(finish, crypted, done)),
         }
     }
+}
 
-    /// The job, back from the worker once its batch has run; `None` when the worker is gone.
-    fn take(&mut self) -> Option<J> {
-        match self.idle.take() {
-            Some(job) => Some(job),
-            None => self.from_worker.recv().ok(),
+/// Runs every batch that comes through `batches` and sends it on.
+fn run_stage<B, S: Stage<B>>(mut stage: S, batches: Receiver<B>, next: SyncSender<B>) -> S {
+    for mut batch in batches {
+        stage.run(&mut batch);
+        if next.send(batch).is_err() {
+            break;
         }
     }
+    stage
+}
 
-    /// Sends a job to run; `false` when the worker is gone.
-    fn send(&mut self, job: J) -> bool {
-        self.to_worker.send(job).is_ok()
+impl<B, C, F> Workers<'_, B, C, F> {
+    /// Whether as many batches as may be are on the workers.
+    fn is_full(&self) -> bool {
+        self.in_flight >= IN_FLIGHT
     }
+
+    /// Sends a batch to run; `false` when the workers are gone.
+    fn send(&mut self, batch: B) -> bool {
+        let sent = self
+            .to_workers
+            .as_ref()
+            .is_some_and(|to_workers| to_workers.send(batch).is_ok());
+        self.in_flight += usize::from(sent);
+        sent
+    }
+
+    /// The oldest batch sent, once finished; `None` when there is none or the workers are
+    /// gone.
+    fn receive(&mut self) -> Option<B> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        let batch = self.from_workers.recv().ok()?;
+        self.in_flight -= 1;
+        Some(batch)
+    }
+
+    /// Ends the workers once every batch has come back, and hands back their stages; a panic
+    /// in a batch goes on here.
+    fn finish(mut self) -> (C, F) {
+        drop(self.to_workers.take());
+        let crypt = joined(self.crypt.join());
+        (crypt, joined(self.finish.join()))
+    }
+}
+
+/// What a worker thread handed back; its panic goes on.
+fn joined<S>(result: std::thread::Result<S>) -> S {
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// What the encrypting walk gathers of a batch, for its thread.
@@ -197,6 +241,8 @@ struct SealBatch {
     holes: Vec<usize>,
     /// Every plaintext the MAC takes, in walk order, back to back (so one update takes them).
     hashed: Zeroizing<Vec<u8>>,
+    /// The queued values, sealed.
+    sealed: Vec<String>,
     /// The output with the sealed values in place, once the batch has run.
     merged: Vec<u8>,
 }
@@ -206,28 +252,38 @@ impl SealBatch {
         self.text.clear();
         self.holes.clear();
         self.hashed.clear();
+        self.sealed.clear();
         self.merged.clear();
     }
 }
 
-/// A batch and what its thread needs: the cipher, and the cursor whose MAC takes the values
-/// (batches run one after the other, so it takes them in walk order).
-struct SealJob<'r, 'c> {
-    batch: SealBatch,
+/// The sealing worker: it keeps the cipher.
+struct SealValues<'c> {
     cipher: &'c mut Cipher,
+}
+
+impl Stage<SealBatch> for SealValues<'_> {
+    /// Seals the batch's values, on several threads.
+    fn run(&mut self, batch: &mut SealBatch) {
+        batch.sealed = batch.queue.seal_all(self.cipher);
+    }
+}
+
+/// The worker that finishes sealed batches: it keeps the cursor whose MAC takes the values
+/// (batches run one after the other, so it takes them in walk order).
+struct SealFinish<'r> {
     mac: Cursor<'r>,
 }
 
-impl Job for SealJob<'_, '_> {
-    /// Hashes, seals (on several threads) and merges the batch.
-    fn run(mut self) -> Self {
-        let batch = &mut self.batch;
+impl Stage<SealBatch> for SealFinish<'_> {
+    /// Hashes the batch's values and merges its output.
+    fn run(&mut self, batch: &mut SealBatch) {
         self.mac.hash(&batch.hashed);
-        let sealed = batch.queue.seal_all(self.cipher);
+        let sealed = &batch.sealed;
         let size = sealed.iter().fold(batch.text.len(), |n, s| n + s.len() + 2);
         batch.merged.reserve(size);
         let mut from = 0;
-        for (&hole, value) in batch.holes.iter().zip(&sealed) {
+        for (&hole, value) in batch.holes.iter().zip(sealed) {
             let piece = batch.text.get(from..hole).unwrap_or_default();
             batch.merged.extend_from_slice(piece);
             write_sealed(&mut batch.merged, value);
@@ -235,7 +291,6 @@ impl Job for SealJob<'_, '_> {
         }
         let rest = batch.text.get(from..).unwrap_or_default();
         batch.merged.extend_from_slice(rest);
-        self
     }
 }
 
@@ -260,15 +315,15 @@ fn write_sealed(out: &mut Vec<u8>, sealed: &str) {
 }
 
 /// The encrypting walk. A full batch is hashed, sealed and merged on the worker while the walk
-/// reads the next one; its output is written once it is back, before the next batch is sent,
+/// reads the next ones; its output is written once it is back. The worker takes them in order,
 /// so the batches (the MAC, and the IVs of a counter cipher) keep their order.
-struct Seal<'r, 'c, 'w> {
+struct Seal<'s, 'r, 'c, 'w> {
     at: Cursor<'r>,
     /// The output of the batch being read, without its values to seal.
     text: Writer<'static>,
     /// The rest of the batch being read.
     reading: SealBatch,
-    worker: Worker<SealJob<'r, 'c>>,
+    workers: Workers<'s, SealBatch, SealValues<'c>, SealFinish<'r>>,
     sink: &'w mut dyn std::io::Write,
     /// A number's or boolean's canonical text (its plaintext).
     number: Zeroizing<Vec<u8>>,
@@ -276,7 +331,7 @@ struct Seal<'r, 'c, 'w> {
     members: usize,
 }
 
-impl<'r, 'c> Seal<'r, 'c, '_> {
+impl<'s, 'r, 'c, 'w> Seal<'s, 'r, 'c, 'w> {
     fn maybe_hand_over(&mut self) -> Result<(), EmitError> {
         if self.reading.queue.len() >= QUEUE_SIZE || self.text.out.len() >= TEXT_LIMIT {
             self.hand_over()?;
@@ -284,30 +339,46 @@ impl<'r, 'c> Seal<'r, 'c, '_> {
         Ok(())
     }
 
-    /// Writes the output of the batch on its thread, then sends it the batch read.
+    /// Sends the worker the batch read, once there is room for it (writing the output of the
+    /// oldest batch there to make room).
     fn hand_over(&mut self) -> Result<(), EmitError> {
-        let mut job = self.finish()?;
-        std::mem::swap(&mut job.batch, &mut self.reading);
-        std::mem::swap(&mut job.batch.text, &mut self.text.out);
-        if !self.worker.send(job) {
+        let mut batch = if self.workers.is_full() {
+            self.write_oldest()?
+        } else {
+            SealBatch::default()
+        };
+        std::mem::swap(&mut batch, &mut self.reading);
+        std::mem::swap(&mut batch.text, &mut self.text.out);
+        if !self.workers.send(batch) {
             return Err(lost_cipher());
         }
         Ok(())
     }
 
-    /// Waits for the batch on the worker and writes its output; hands back what the next
-    /// batch needs.
-    fn finish(&mut self) -> Result<SealJob<'r, 'c>, EmitError> {
-        let mut job = self.worker.take().ok_or_else(lost_cipher)?;
-        let written = self.sink.write_all(&job.batch.merged);
-        job.batch.clear();
+    /// Waits for the oldest batch on the worker and writes its output; hands the batch back,
+    /// emptied, for reuse.
+    fn write_oldest(&mut self) -> Result<SealBatch, EmitError> {
+        let mut batch = self.workers.receive().ok_or_else(lost_cipher)?;
+        let written = self.sink.write_all(&batch.merged);
+        batch.clear();
         written.map_err(EmitError::Write)?;
-        Ok(job)
+        Ok(batch)
+    }
+
+    /// Sends the last batch, writes every batch's output, and hands back the worker's stage
+    /// (with the MAC over all the values) and the sink.
+    fn finish(mut self) -> Result<(SealValues<'c>, SealFinish<'r>, &'w mut dyn Write), EmitError> {
+        self.hand_over()?;
+        while self.workers.in_flight > 0 {
+            self.write_oldest()?;
+        }
+        let (sealing, finish) = self.workers.finish();
+        Ok((sealing, finish, self.sink))
     }
 }
 
-/// The worker hands every job back (with the cipher) unless a batch panicked, and then the
-/// panic goes on; this error is never seen, but it is not a panic here.
+/// The worker hands every batch back unless one panicked, and then the panic goes on; this
+/// error is never seen, but it is not a panic here.
 fn lost_cipher() -> EmitError {
     EmitError::Store(StoreError::Emit {
         format: FORMAT,
@@ -315,7 +386,7 @@ fn lost_cipher() -> EmitError {
     })
 }
 
-impl<'a> Visit<'a> for Seal<'_, '_, '_> {
+impl<'a> Visit<'a> for Seal<'_, '_, '_, '_> {
     type Error = EmitError;
 
     fn open(&mut self, object: bool) -> Result<(), EmitError> {
@@ -404,7 +475,7 @@ impl<'a> Visit<'a> for Seal<'_, '_, '_> {
     }
 }
 
-impl Seal<'_, '_, '_> {
+impl Seal<'_, '_, '_, '_> {
     /// Queues a value's plaintext for sealing where the output stands.
     fn queue(&mut self, plaintext: &[u8], type_name: &'static str) {
         self.reading
@@ -552,23 +623,22 @@ pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
         release,
     } = opening;
     std::thread::scope(|scope| {
-        let first = OpenJob {
-            batch: OpenBatch::default(),
-            queue: OpenQueue::default(),
-            cipher,
+        let opening = OpenValues { cipher };
+        let finish = OpenFinish {
             mac: Cursor::new(rules),
             indent: indent.json,
             number: Zeroizing::new(Vec::with_capacity(64)),
+            out: Wiped(Vec::with_capacity(estimated_plaintext(input))),
+            input,
+            consumed: 0,
             failed: false,
         };
         let mut pass = Unseal {
             at: Cursor::new(rules),
             input,
-            queue: OpenQueue::default(),
             text: Writer::new(indent.json, TEXT_LIMIT + SPILL_AT),
             reading: OpenBatch::default(),
-            worker: Worker::start(scope, first),
-            out: Wiped(Vec::with_capacity(estimated_plaintext(input))),
+            workers: Workers::start(scope, opening, finish),
             number: Zeroizing::new(Vec::with_capacity(64)),
             sops: 0,
             sops_at: None,
@@ -583,11 +653,13 @@ pub(super) fn decrypt(input: &[u8], opening: Opening) -> Option<Plain> {
         if metadata_from_end(input).is_some_and(|found| pass.sops_at.as_ref() != Some(&found)) {
             return None;
         }
-        pass.hand_over().ok()?;
-        let job = pass.finish().ok()?;
+        let mut stage = pass.finish().ok()?;
+        if stage.failed {
+            return None;
+        }
         Some(Plain {
-            text: pass.out.take(),
-            mac: job.mac.mac_hex(),
+            text: stage.out.take(),
+            mac: stage.mac.mac_hex(),
         })
     })
 }
@@ -687,9 +759,11 @@ enum Hashed {
     Clear(Range<usize>),
 }
 
-/// What the decrypting walk gathers of a batch besides the values to open.
+/// What the decrypting walk gathers of a batch.
 #[derive(Default)]
-struct OpenBatch {
+struct OpenBatch<'a> {
+    /// The values to open.
+    queue: OpenQueue<'a>,
     /// The output without the values to open: only what the encrypted file holds in clear
     /// (its structure, keys and the values left clear).
     text: Vec<u8>,
@@ -700,55 +774,74 @@ struct OpenBatch {
     clear: Vec<u8>,
     /// How far into the input its last value to open ends.
     consumed: usize,
-    /// The output with the opened values in place, once the batch has run: plaintext, wiped
-    /// before it is cleared and when dropped.
-    merged: Vec<u8>,
+    /// The values, opened (by the first worker, for the second).
+    opened: OpenedValues,
+    /// Set by the workers: this batch or one before did not open.
+    failed: bool,
 }
 
-impl OpenBatch {
+impl OpenBatch<'_> {
     fn clear(&mut self) {
         self.text.clear();
         self.holes.clear();
         self.log.clear();
         self.clear.clear();
         self.consumed = 0;
-        self.merged.as_mut_slice().zeroize();
-        self.merged.clear();
     }
 }
 
-impl Drop for OpenBatch {
-    fn drop(&mut self) {
-        self.merged.as_mut_slice().zeroize();
-    }
-}
-
-/// A batch and what its thread needs: the values to open, the cipher, and the cursor whose
-/// MAC takes the values (batches run one after the other, so it takes them in walk order).
-struct OpenJob<'a, 'r, 'c> {
-    batch: OpenBatch,
-    queue: OpenQueue<'a>,
+/// The opening worker: it keeps the cipher.
+struct OpenValues<'c> {
     cipher: &'c Cipher,
+}
+
+impl<'a> Stage<OpenBatch<'a>> for OpenValues<'_> {
+    /// Opens the batch's values, on several threads. After a failure, batches are only
+    /// handed on.
+    fn run(&mut self, batch: &mut OpenBatch<'a>) {
+        if batch.failed {
+            return;
+        }
+        match batch.queue.open_all(self.cipher) {
+            Ok(opened) => batch.opened = opened,
+            Err(_) => batch.failed = true,
+        }
+    }
+}
+
+/// The worker that finishes opened batches: it keeps the cursor whose MAC takes the values
+/// (batches run one after the other, so it takes them in walk order), and the plaintext file,
+/// which it writes the batches' output into.
+struct OpenFinish<'a, 'r> {
+    input: &'a [u8],
     mac: Cursor<'r>,
     indent: Option<usize>,
     number: Zeroizing<Vec<u8>>,
+    /// The plaintext file, opened values included.
+    out: Wiped,
+    /// How far into the input the values written so far reach.
+    consumed: usize,
     /// A value did not open, or cannot be written: the tree path names it.
     failed: bool,
 }
 
-impl Job for OpenJob<'_, '_, '_> {
-    /// Opens the batch's values (on several threads), feeds the MAC in walk order and merges
-    /// the output.
-    fn run(mut self) -> Self {
-        self.failed = self.open().is_err();
-        self
+impl<'a> Stage<OpenBatch<'a>> for OpenFinish<'a, '_> {
+    /// Feeds the MAC in walk order and writes the output. After a failure, batches are only
+    /// handed back (marked, so that the walk stops).
+    fn run(&mut self, batch: &mut OpenBatch<'a>) {
+        self.failed |= batch.failed;
+        if !self.failed {
+            self.failed = self.write(batch).is_err();
+        }
+        batch.failed = self.failed;
+        // The plaintexts are wiped as they go.
+        batch.opened = OpenedValues::default();
     }
 }
 
-impl OpenJob<'_, '_, '_> {
-    fn open(&mut self) -> Result<(), Decline> {
-        let opened = self.queue.open_all(self.cipher).map_err(|_| Decline)?;
-        let batch = &mut self.batch;
+impl<'a> OpenFinish<'a, '_> {
+    fn write(&mut self, batch: &mut OpenBatch<'a>) -> Result<(), Decline> {
+        let opened = &batch.opened;
         let mut values = opened.iter();
         for entry in &batch.log {
             match entry {
@@ -762,9 +855,10 @@ impl OpenJob<'_, '_, '_> {
             }
         }
         // The writer writes the opened values; room is made before each, so that it never
-        // grows the buffer itself.
+        // grows the buffer itself. The file so far tells the size it is heading for.
+        let expected = expected_size(self.out.0.len(), self.consumed, self.input.len());
         let mut writer = Writer::new(self.indent, 0);
-        writer.out = std::mem::take(&mut batch.merged);
+        writer.out = std::mem::take(&mut self.out.0);
         let mut from = 0;
         let mut written = Ok(());
         for (&hole, value) in batch.holes.iter().zip(opened.iter()) {
@@ -774,7 +868,7 @@ impl OpenJob<'_, '_, '_> {
                 Value::Bytes(bytes) => escaped(bytes.len()),
                 _ => SCALAR_ROOM,
             };
-            room_wiped(&mut writer.out, piece.len().saturating_add(most), 0);
+            room_wiped(&mut writer.out, piece.len().saturating_add(most), expected);
             writer.out.extend_from_slice(piece);
             // NaN and infinities cannot be written: the tree path reports them.
             written = writer.value(value).map_err(|_| Decline);
@@ -784,65 +878,71 @@ impl OpenJob<'_, '_, '_> {
             from = hole;
         }
         let rest = batch.text.get(from..).unwrap_or_default();
-        room_wiped(&mut writer.out, rest.len(), 0);
+        room_wiped(&mut writer.out, rest.len(), expected);
         writer.out.extend_from_slice(rest);
-        batch.merged = std::mem::take(&mut writer.out);
+        self.out.0 = std::mem::take(&mut writer.out);
+        self.consumed = self.consumed.max(batch.consumed);
         written
     }
 }
 
 /// The decrypting walk: batches are opened (and hashed and merged) on the worker while the
 /// walk reads on, as [`Seal`] seals them.
-struct Unseal<'a, 'r, 'c> {
+struct Unseal<'s, 'a, 'r, 'c> {
     at: Cursor<'r>,
     input: &'a [u8],
-    /// The batch being read: the values to open, the output without them, the rest.
-    queue: OpenQueue<'a>,
+    /// The batch being read: its output without the values to open, and the rest.
     text: Writer<'static>,
-    reading: OpenBatch,
-    worker: Worker<OpenJob<'a, 'r, 'c>>,
-    /// The plaintext file, opened values included.
-    out: Wiped,
+    reading: OpenBatch<'a>,
+    workers: Workers<'s, OpenBatch<'a>, OpenValues<'c>, OpenFinish<'a, 'r>>,
     number: Zeroizing<Vec<u8>>,
     /// Top-level `sops` members seen, and where the value of the last one is.
     sops: usize,
     sops_at: Option<Range<usize>>,
 }
 
-impl<'a, 'r, 'c> Unseal<'a, 'r, 'c> {
+impl<'s, 'a, 'r, 'c> Unseal<'s, 'a, 'r, 'c> {
     fn maybe_hand_over(&mut self) -> Result<(), Decline> {
-        if self.queue.len() >= QUEUE_SIZE || self.text.out.len() >= TEXT_LIMIT {
+        if self.reading.queue.len() >= QUEUE_SIZE || self.text.out.len() >= TEXT_LIMIT {
             self.hand_over()?;
         }
         Ok(())
     }
 
-    /// Writes the output of the batch on its thread, then sends it the batch read.
+    /// Sends the worker the batch read, once there is room for it.
     fn hand_over(&mut self) -> Result<(), Decline> {
-        let mut job = self.finish()?;
-        std::mem::swap(&mut job.batch, &mut self.reading);
-        std::mem::swap(&mut job.batch.text, &mut self.text.out);
-        std::mem::swap(&mut job.queue, &mut self.queue);
-        if !self.worker.send(job) {
+        let mut batch = if self.workers.is_full() {
+            self.take_back()?
+        } else {
+            OpenBatch::default()
+        };
+        std::mem::swap(&mut batch, &mut self.reading);
+        std::mem::swap(&mut batch.text, &mut self.text.out);
+        if !self.workers.send(batch) {
             return Err(Decline);
         }
         Ok(())
     }
 
-    /// Waits for the batch on the worker and writes its output; hands back what the next
-    /// batch needs.
-    fn finish(&mut self) -> Result<OpenJob<'a, 'r, 'c>, Decline> {
-        let mut job = self.worker.take().ok_or(Decline)?;
-        if job.failed {
+    /// Waits for the oldest batch on the worker (which wrote its output); hands it back,
+    /// emptied, for reuse. A failure stops the walk: the tree path takes the file.
+    fn take_back(&mut self) -> Result<OpenBatch<'a>, Decline> {
+        let mut batch = self.workers.receive().ok_or(Decline)?;
+        if batch.failed {
             return Err(Decline);
         }
-        let merged = &job.batch.merged;
-        let written = self.out.0.len().saturating_add(merged.len());
-        let expected = expected_size(written, job.batch.consumed, self.input.len());
-        room_wiped(&mut self.out.0, merged.len(), expected);
-        self.out.0.extend_from_slice(merged);
-        job.batch.clear();
-        Ok(job)
+        batch.clear();
+        Ok(batch)
+    }
+
+    /// Sends the last batch, waits for every batch and hands back the worker's stage (with
+    /// the plaintext file and the MAC over all the values).
+    fn finish(mut self) -> Result<OpenFinish<'a, 'r>, Decline> {
+        self.hand_over()?;
+        while self.workers.in_flight > 0 {
+            self.take_back()?;
+        }
+        Ok(self.workers.finish().1)
     }
 
     /// Notes a value left clear for the MAC.
@@ -868,7 +968,7 @@ impl<'a, 'r, 'c> Unseal<'a, 'r, 'c> {
             let Text::Input(sealed) = text else {
                 return Err(Decline);
             };
-            self.queue.push(sealed, self.at.aad());
+            self.reading.queue.push(sealed, self.at.aad());
             // The value is the input's own text: where it ends tells how far the walk is.
             let offset = (sealed.as_ptr() as usize).wrapping_sub(self.input.as_ptr() as usize);
             self.reading.consumed = offset.saturating_add(sealed.len());
@@ -889,7 +989,7 @@ impl<'a, 'r, 'c> Unseal<'a, 'r, 'c> {
     }
 }
 
-impl<'a> Visit<'a> for Unseal<'a, '_, '_> {
+impl<'a> Visit<'a> for Unseal<'_, 'a, '_, '_> {
     type Error = Decline;
 
     fn open(&mut self, object: bool) -> Result<(), Decline> {

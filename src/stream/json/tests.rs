@@ -802,6 +802,81 @@ fn the_benchmark_shape_encrypts_and_decrypts_alike() {
     }
 }
 
+#[test]
+fn a_failure_in_any_batch_declines_the_whole_file() {
+    // Batches are on the workers while the walk reads on: a value that fails to open in the
+    // first, a middle or the last batch must stop the pass, whatever else is in flight.
+    let doc = corpus(6 * QUEUE_SIZE + 5);
+    let rules = Rules::default();
+    let (encrypted, _) = stream_encrypt(
+        &doc,
+        &rules,
+        indent(None),
+        &mut Cipher::with_counter_ivs(data_key(), 1),
+    )
+    .expect("encrypts");
+    assert!(stream_decrypt(&encrypted, &rules, indent(None)).is_some());
+    let text = String::from_utf8(encrypted).expect("UTF-8");
+    let metadata = text.rfind("\"sops\"").expect("metadata");
+    let values: Vec<usize> = text[..metadata]
+        .match_indices("ENC[")
+        .map(|(at, _)| at)
+        .collect();
+    for n in [0, QUEUE_SIZE + 1, 3 * QUEUE_SIZE, values.len() - 1] {
+        let at = values[n];
+        let end = at + text[at..].find(']').expect("closes") + 1;
+        // The control: another value sealed where it stands opens.
+        let other = sealed("other", &aad_at(&text, at), "str");
+        let replaced = format!("{}{other}{}", &text[..at], &text[end..]);
+        assert!(
+            stream_decrypt(replaced.as_bytes(), &rules, indent(None)).is_some(),
+            "value {n} replaced"
+        );
+        // A tampered value: its data's first symbol changed.
+        let data = at + "ENC[AES256_GCM,data:".len();
+        let symbol = if &text[data..data + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        let tampered = format!("{}{symbol}{}", &text[..data], &text[data + 1..]);
+        assert!(
+            stream_decrypt(tampered.as_bytes(), &rules, indent(None)).is_none(),
+            "value {n} tampered"
+        );
+        // A value that opens but cannot be written (NaN), where the second worker fails.
+        let nan = sealed("NaN", &aad_at(&text, at), "float");
+        let unwritable = format!("{}{nan}{}", &text[..at], &text[end..]);
+        assert!(
+            stream_decrypt(unwritable.as_bytes(), &rules, indent(None)).is_none(),
+            "value {n} unwritable"
+        );
+    }
+}
+
+/// The AAD of the corpus value at `at` (the corpus nests service, environment and key).
+fn aad_at(text: &str, at: usize) -> String {
+    let before = &text[..at];
+    let key = |from: usize, prefix: &str| {
+        let start = before[..from].rfind(prefix).expect("a key") + 1;
+        let end = start + before[start..].find('"').expect("closes");
+        (start, before[start..end].to_string())
+    };
+    let (k, key_name) = key(before.len(), "\"key_");
+    let (e, env) = ["\"dev\"", "\"staging\"", "\"prod\""]
+        .iter()
+        .filter_map(|name| {
+            before[..k]
+                .rfind(name)
+                .map(|at| (at, name.trim_matches('"')))
+        })
+        .max()
+        .map(|(at, name)| (at, name.to_string()))
+        .expect("an environment");
+    let (_, service) = key(e, "\"service_");
+    format!("{service}:{env}:{key_name}:")
+}
+
 /// The corpus files the benchmark uses, when they have been generated (`bench/work`, not
 /// committed): `plain-N.json` from `gen_corpus.py`.
 #[test]
