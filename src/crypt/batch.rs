@@ -126,33 +126,50 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Runs `work` over `items` in contiguous chunks, one per thread; the first failure in item
-/// order wins (chunks are in order, and each stops at its first failure).
+/// How many threads share a batch of `items` values.
+pub(super) fn threads_for(items: usize) -> usize {
+    (items / VALUES_PER_THREAD).clamp(1, cores().min(MAX_THREADS))
+}
+
+/// Runs `work` over `items` in contiguous chunks, one per thread (the first on the calling
+/// thread, which would otherwise only wait); the first failure in item order wins (chunks are
+/// in order, and each stops at its first failure).
 pub(super) fn run_split<T: Send, E: Send>(
     items: &mut [T],
     work: impl Fn(&mut [T]) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
-    let cores = cores();
-    let threads = (items.len() / VALUES_PER_THREAD).clamp(1, cores.min(MAX_THREADS));
+    let threads = threads_for(items.len());
     if threads == 1 {
         return work(items);
     }
     let chunk = items.len().div_ceil(threads);
+    let mut parts: Vec<(&mut [T], Result<(), E>)> =
+        items.chunks_mut(chunk).map(|part| (part, Ok(()))).collect();
+    run_parts(&mut parts, |(part, outcome)| *outcome = work(part));
+    parts
+        .into_iter()
+        .map(|(_, outcome)| outcome)
+        .find(Result::is_err)
+        .unwrap_or(Ok(()))
+}
+
+/// Runs `work` on every part, each on its own thread but the first, which runs on the
+/// calling thread.
+pub(super) fn run_parts<P: Send>(parts: &mut [P], work: impl Fn(&mut P) + Sync) {
+    let Some((first, rest)) = parts.split_first_mut() else {
+        return;
+    };
     let work = &work;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks_mut(chunk)
+        let handles: Vec<_> = rest
+            .iter_mut()
             .map(|part| scope.spawn(move || work(part)))
             .collect();
-        let mut outcome = Ok(());
+        work(first);
         for handle in handles {
-            let result = handle
+            handle
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if outcome.is_ok() {
-                outcome = result;
-            }
         }
-        outcome
-    })
+    });
 }

@@ -14,7 +14,7 @@ pub mod value;
 
 pub use cursor::{Cursor, LeafPlan};
 pub use data_key::{DataKey, DATA_KEY_LEN};
-pub use queue::{push_wiped, OpenQueue, OpenedValues, SealQueue};
+pub use queue::{push_wiped, OpenQueue, OpenedValues, SealQueue, SealedValues};
 pub use rules::{Pattern, Rules, Selector, DEFAULT_UNENCRYPTED_SUFFIX};
 pub use value::OpenError;
 

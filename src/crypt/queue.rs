@@ -12,7 +12,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::batch::run_split;
+use super::batch::{run_parts, run_split, threads_for};
 use super::value::{self, IV_LEN};
 use super::{open_sealed, with_canonical_bytes, Cipher, CryptError, Cursor};
 use crate::tree::Value;
@@ -98,45 +98,103 @@ impl SealQueue {
 
     /// Seals everything queued, in queue order, and empties the queue (keeping its buffers).
     pub fn seal_all(&mut self, cipher: &mut Cipher) -> Vec<String> {
-        let mut slots: Vec<(&ToSeal, String)> = self
-            .items
-            .iter()
-            .map(|item| (item, String::new()))
-            .collect();
+        self.seal_values(cipher).iter().map(str::to_owned).collect()
+    }
+
+    /// [`SealQueue::seal_all`], the sealed texts packed into a few buffers.
+    pub fn seal_values(&mut self, cipher: &mut Cipher) -> SealedValues {
         let (plaintexts, aads) = (&self.plaintexts, &self.aads);
-        if cipher.can_batch() {
+        let sealed = if cipher.can_batch() {
             let aead = &cipher.aead;
-            let sealed: Result<(), ()> = run_split(&mut slots, |chunk| {
+            let chunk = self.items.len().div_ceil(threads_for(self.items.len()));
+            let mut parts: Vec<(&[ToSeal], SealedPart)> = self
+                .items
+                .chunks(chunk.max(1))
+                .map(|items| (items, SealedPart::default()))
+                .collect();
+            run_parts(&mut parts, |(items, part)| {
                 let mut rng = ChaCha20Rng::from_rng(rand::rngs::OsRng)
                     .expect("the operating system's random number generator is unavailable");
-                for (item, out) in chunk {
+                let room = items.iter().map(ToSeal::sealed_len).sum();
+                let mut text = Vec::with_capacity(room);
+                let mut scratch = Zeroizing::new(Vec::new());
+                for item in *items {
                     let mut iv = [0u8; IV_LEN];
                     rng.fill_bytes(&mut iv);
-                    *out = value::seal(
+                    value::seal_into(
                         aead,
                         &iv,
                         &plaintexts[item.plaintext.clone()],
                         &aads[item.aad.clone()],
                         item.type_name,
+                        &mut scratch,
+                        &mut text,
                     );
+                    part.ends.push(text.len());
                 }
-                Ok(())
+                part.text = String::from_utf8(text).expect("base64 and type names are ASCII");
             });
-            debug_assert!(sealed.is_ok(), "sealing cannot fail");
+            SealedValues {
+                parts: parts.into_iter().map(|(_, part)| part).collect(),
+            }
         } else {
-            for (item, out) in &mut slots {
-                *out = cipher.seal(
+            let mut part = SealedPart::default();
+            for item in &self.items {
+                part.text.push_str(&cipher.seal(
                     &plaintexts[item.plaintext.clone()],
                     &aads[item.aad.clone()],
                     item.type_name,
-                );
+                ));
+                part.ends.push(part.text.len());
             }
-        }
-        let sealed = slots.into_iter().map(|(_, out)| out).collect();
+            SealedValues { parts: vec![part] }
+        };
         self.plaintexts.clear();
         self.aads.clear();
         self.items.clear();
         sealed
+    }
+}
+
+impl ToSeal {
+    /// The length of the value's `ENC[…]` text.
+    fn sealed_len(&self) -> usize {
+        const FIXED: usize = "ENC[AES256_GCM,data:,iv:,tag:,type:]".len() + 44 + 24;
+        FIXED + self.plaintext.len().div_ceil(3) * 4 + self.type_name.len()
+    }
+}
+
+/// Values a [`SealQueue`] sealed, in queue order: their `ENC[…]` texts back to back, in one
+/// buffer for each thread that sealed some (a large batch allocates a few buffers, not one
+/// for each value).
+#[derive(Default)]
+pub struct SealedValues {
+    parts: Vec<SealedPart>,
+}
+
+#[derive(Default)]
+struct SealedPart {
+    text: String,
+    /// Where each value's text ends.
+    ends: Vec<usize>,
+}
+
+impl SealedValues {
+    /// The sealed texts, in queue order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().flat_map(|part| {
+            let mut start = 0;
+            part.ends.iter().map(move |&end| {
+                let text = part.text.get(start..end).unwrap_or_default();
+                start = end;
+                text
+            })
+        })
+    }
+
+    /// The length of all the texts together.
+    pub fn text_len(&self) -> usize {
+        self.parts.iter().map(|part| part.text.len()).sum()
     }
 }
 

@@ -378,29 +378,53 @@ pub fn seal(
     aad: &[u8],
     type_name: &str,
 ) -> String {
-    let mut buffer = Zeroizing::new(plaintext.to_vec());
+    let mut out = Vec::new();
+    seal_into(
+        aead,
+        iv,
+        plaintext,
+        aad,
+        type_name,
+        &mut Zeroizing::new(Vec::new()),
+        &mut out,
+    );
+    String::from_utf8(out).expect("base64 and a type name are UTF-8")
+}
+
+/// [`seal`], appending the `ENC[…]` text to `out`; the plaintext is encrypted in `scratch`,
+/// a buffer reused from value to value (it only grows by moving, wiped, to a larger one).
+pub fn seal_into(
+    aead: &SopsGcm,
+    iv: &[u8; IV_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+    type_name: &str,
+    scratch: &mut Zeroizing<Vec<u8>>,
+    out: &mut Vec<u8>,
+) {
+    scratch.clear();
+    super::push_wiped(scratch, plaintext);
     let tag = aead
-        .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buffer)
+        .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, scratch.as_mut_slice())
         .expect("AES-GCM encryption cannot fail for inputs below 64 GiB");
     let base64_len = |n: usize| n.div_ceil(3) * 4;
-    let mut out = Vec::with_capacity(
+    out.reserve(
         PREFIX.len()
-            + base64_len(buffer.len())
+            + base64_len(scratch.len())
             + base64_len(IV_LEN)
             + base64_len(TAG_LEN)
             + 16
             + type_name.len(),
     );
     out.extend_from_slice(PREFIX.as_bytes());
-    encode_into(&buffer, &mut out);
+    encode_into(scratch, out);
     out.extend_from_slice(b",iv:");
-    encode_into(iv, &mut out);
+    encode_into(iv, out);
     out.extend_from_slice(b",tag:");
-    encode_into(&tag, &mut out);
+    encode_into(&tag, out);
     out.extend_from_slice(b",type:");
     out.extend_from_slice(type_name.as_bytes());
     out.push(b']');
-    String::from_utf8(out).expect("base64 and a type name are UTF-8")
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

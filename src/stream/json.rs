@@ -26,7 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{Opening, Plain, Sealing, QUEUE_SIZE};
 use crate::crypt::value::{is_sealed, type_name_of};
-use crate::crypt::{push_wiped, Cipher, Cursor, OpenQueue, OpenedValues, SealQueue};
+use crate::crypt::{push_wiped, Cipher, Cursor, OpenQueue, OpenedValues, SealQueue, SealedValues};
 use crate::store::json::read::Reader;
 use crate::store::json::write::{WriteError, Writer, SPILL_AT};
 use crate::store::json::{FORMAT, METADATA_KEY};
@@ -242,7 +242,7 @@ struct SealBatch {
     /// Every plaintext the MAC takes, in walk order, back to back (so one update takes them).
     hashed: Zeroizing<Vec<u8>>,
     /// The queued values, sealed.
-    sealed: Vec<String>,
+    sealed: SealedValues,
     /// The output with the sealed values in place, once the batch has run.
     merged: Vec<u8>,
 }
@@ -252,7 +252,7 @@ impl SealBatch {
         self.text.clear();
         self.holes.clear();
         self.hashed.clear();
-        self.sealed.clear();
+        self.sealed = SealedValues::default();
         self.merged.clear();
     }
 }
@@ -265,7 +265,7 @@ struct SealValues<'c> {
 impl Stage<SealBatch> for SealValues<'_> {
     /// Seals the batch's values, on several threads.
     fn run(&mut self, batch: &mut SealBatch) {
-        batch.sealed = batch.queue.seal_all(self.cipher);
+        batch.sealed = batch.queue.seal_values(self.cipher);
     }
 }
 
@@ -280,10 +280,12 @@ impl Stage<SealBatch> for SealFinish<'_> {
     fn run(&mut self, batch: &mut SealBatch) {
         self.mac.hash(&batch.hashed);
         let sealed = &batch.sealed;
-        let size = sealed.iter().fold(batch.text.len(), |n, s| n + s.len() + 2);
-        batch.merged.reserve(size);
+        let quotes = 2 * batch.holes.len();
+        batch
+            .merged
+            .reserve(batch.text.len() + sealed.text_len() + quotes);
         let mut from = 0;
-        for (&hole, value) in batch.holes.iter().zip(sealed) {
+        for (&hole, value) in batch.holes.iter().zip(sealed.iter()) {
             let piece = batch.text.get(from..hole).unwrap_or_default();
             batch.merged.extend_from_slice(piece);
             write_sealed(&mut batch.merged, value);
