@@ -186,31 +186,68 @@ fn open_sealed(
     aead: &value::SopsGcm,
     text: String,
     aad: &[u8],
-    mut seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
+    seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
 ) -> Result<Value, LeafFailure> {
-    let (type_name, plaintext) = match value::open_owned(aead, text, aad) {
+    match value::open_owned(aead, text, aad) {
         value::OpenedInPlace::Opened {
             type_name,
             iv,
             plaintext,
-        } => {
-            seen(type_name, &iv, &plaintext);
-            (std::borrow::Cow::Borrowed(type_name), plaintext)
-        }
-        value::OpenedInPlace::Failed(source) => return Err(LeafFailure::Open(source)),
-        value::OpenedInPlace::Declined(text) => {
-            let sealed = value::parse(&text).map_err(LeafFailure::Open)?;
-            let (iv, type_name) = (sealed.iv, sealed.type_name.to_string());
-            let plaintext = value::open(aead, sealed, aad).map_err(LeafFailure::Open)?;
-            seen(&type_name, &iv, &plaintext);
-            (std::borrow::Cow::Owned(type_name), plaintext)
-        }
-    };
-    typed_value(&type_name, plaintext).ok_or_else(|| {
-        if is_known_type(&type_name) {
-            LeafFailure::BadPlaintext(type_name.into_owned())
+        } => typed_opened(type_name, &iv, plaintext, seen),
+        value::OpenedInPlace::Failed(source) => Err(LeafFailure::Open(source)),
+        value::OpenedInPlace::Declined(text) => open_general(aead, &text, aad, seen),
+    }
+}
+
+/// [`open_sealed`] for a text borrowed from the input (the streaming passes' queues): the
+/// common layout is decoded straight from the text into the plaintext's buffer, so the text is
+/// never copied. The same answers as [`open_sealed`] for every text: both fast paths decline,
+/// fail and open alike (see [`value::open_borrowed`]), and what they decline takes the same
+/// general path.
+fn open_sealed_str(
+    aead: &value::SopsGcm,
+    text: &str,
+    aad: &[u8],
+    seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
+) -> Result<Value, LeafFailure> {
+    match value::open_borrowed(aead, text, aad) {
+        value::OpenedInPlace::Opened {
+            type_name,
+            iv,
+            plaintext,
+        } => typed_opened(type_name, &iv, plaintext, seen),
+        value::OpenedInPlace::Failed(source) => Err(LeafFailure::Open(source)),
+        value::OpenedInPlace::Declined(()) => open_general(aead, text, aad, seen),
+    }
+}
+
+/// The general path of [`open_sealed`] and [`open_sealed_str`]: the fields located from the
+/// start, as sops' pattern reads them.
+fn open_general(
+    aead: &value::SopsGcm,
+    text: &str,
+    aad: &[u8],
+    seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
+) -> Result<Value, LeafFailure> {
+    let sealed = value::parse(text).map_err(LeafFailure::Open)?;
+    let (iv, type_name) = (sealed.iv, sealed.type_name);
+    let plaintext = value::open(aead, sealed, aad).map_err(LeafFailure::Open)?;
+    typed_opened(type_name, &iv, plaintext, seen)
+}
+
+/// An opened value's plaintext as its typed value, `seen` told of it first.
+fn typed_opened(
+    type_name: &str,
+    iv: &[u8; IV_LEN],
+    plaintext: Zeroizing<Vec<u8>>,
+    mut seen: impl FnMut(&str, &[u8; IV_LEN], &[u8]),
+) -> Result<Value, LeafFailure> {
+    seen(type_name, iv, &plaintext);
+    typed_value(type_name, plaintext).ok_or_else(|| {
+        if is_known_type(type_name) {
+            LeafFailure::BadPlaintext(type_name.to_string())
         } else {
-            LeafFailure::UnknownType(type_name.into_owned())
+            LeafFailure::UnknownType(type_name.to_string())
         }
     })
 }

@@ -14,7 +14,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::batch::{run_parts, run_split, threads_for};
 use super::value::{self, IV_LEN};
-use super::{open_sealed, with_canonical_bytes, Cipher, CryptError, Cursor};
+use super::{open_sealed_str, with_canonical_bytes, Cipher, CryptError, Cursor};
 use crate::tree::Value;
 
 /// Appends to a buffer of plaintext, moving it into a larger one (and wiping the old one) when
@@ -242,13 +242,10 @@ impl<'s> OpenQueue<'s> {
         let aead = &cipher.aead;
         run_split(&mut slots, |chunk| {
             for (n, item, out) in chunk {
-                *out = open_sealed(
-                    aead,
-                    item.text.to_string(),
-                    &aads[item.aad.clone()],
-                    |_, _, _| {},
-                )
-                .map_err(|failure| (*n, failure.at(String::new())))?;
+                // Opened from the borrowed text: the plaintext gets a buffer of its own size,
+                // and the text is not copied first.
+                *out = open_sealed_str(aead, item.text, &aads[item.aad.clone()], |_, _, _| {})
+                    .map_err(|failure| (*n, failure.at(String::new())))?;
             }
             Ok(())
         })?;
