@@ -135,10 +135,10 @@ fn emit_error(err: WriteError) -> EmitError {
     })
 }
 
-/// Batches a pass may have on its workers at once: one being opened or sealed, one being
-/// finished (hashed and merged), one waiting; so that the walk goes on reading while both
-/// workers are busy, and no worker waits for the other.
-const IN_FLIGHT: usize = 3;
+/// Batches a pass may have on its workers at once: one being opened or sealed while the one
+/// before is finished (hashed and merged), and the walk reads the next. (A third in flight
+/// measured no faster, and held 3 MiB more.)
+const IN_FLIGHT: usize = 2;
 
 /// What a worker does to each batch, in the order the walk sent them; it keeps what runs
 /// through all of them (the cipher, the MAC).
