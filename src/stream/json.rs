@@ -8,10 +8,11 @@
 //!
 //! Values to seal or open cannot be written where they stand until their batch has run. The
 //! output since the last batch is gathered without them, with the offsets where each one goes
-//! (`holes`); once the batch has run, the two are merged in order and written out. A batch
-//! runs on other threads while the walk reads the next one, so reading, writing and the
-//! crypto overlap. Decrypting, the MAC must also take every value in walk order, so a batch's
-//! values go into it from a log once they are opened.
+//! (`holes`); once the batch has run, the two are merged in order and written out. Batches go
+//! through two worker threads ([`Workers`]): one seals or opens a batch's values, on every
+//! core, while the other finishes the batch before (the MAC, which takes the values in walk
+//! order, and the merged output), and the walk reads the next; so reading, the crypto and
+//! writing overlap. Decrypting, a batch's values go into the MAC from a log once opened.
 
 mod scan;
 #[cfg(test)]
@@ -316,8 +317,8 @@ fn write_sealed(out: &mut Vec<u8>, sealed: &str) {
     }
 }
 
-/// The encrypting walk. A full batch is hashed, sealed and merged on the worker while the walk
-/// reads the next ones; its output is written once it is back. The worker takes them in order,
+/// The encrypting walk. A full batch is sealed, then hashed and merged, on the workers while
+/// the walk reads the next one; its output is written once it is back. The workers take them in order,
 /// so the batches (the MAC, and the IVs of a counter cipher) keep their order.
 struct Seal<'s, 'r, 'c, 'w> {
     at: Cursor<'r>,
@@ -341,7 +342,7 @@ impl<'s, 'r, 'c, 'w> Seal<'s, 'r, 'c, 'w> {
         Ok(())
     }
 
-    /// Sends the worker the batch read, once there is room for it (writing the output of the
+    /// Sends the workers the batch read, once there is room for it (writing the output of the
     /// oldest batch there to make room).
     fn hand_over(&mut self) -> Result<(), EmitError> {
         let mut batch = if self.workers.is_full() {
@@ -357,7 +358,7 @@ impl<'s, 'r, 'c, 'w> Seal<'s, 'r, 'c, 'w> {
         Ok(())
     }
 
-    /// Waits for the oldest batch on the worker and writes its output; hands the batch back,
+    /// Waits for the oldest batch on the workers and writes its output; hands the batch back,
     /// emptied, for reuse.
     fn write_oldest(&mut self) -> Result<SealBatch, EmitError> {
         let mut batch = self.workers.receive().ok_or_else(lost_cipher)?;
@@ -367,7 +368,7 @@ impl<'s, 'r, 'c, 'w> Seal<'s, 'r, 'c, 'w> {
         Ok(batch)
     }
 
-    /// Sends the last batch, writes every batch's output, and hands back the worker's stage
+    /// Sends the last batch, writes every batch's output, and hands back the workers' stages
     /// (with the MAC over all the values) and the sink.
     fn finish(mut self) -> Result<(SealValues<'c>, SealFinish<'r>, &'w mut dyn Write), EmitError> {
         self.hand_over()?;
@@ -379,7 +380,7 @@ impl<'s, 'r, 'c, 'w> Seal<'s, 'r, 'c, 'w> {
     }
 }
 
-/// The worker hands every batch back unless one panicked, and then the panic goes on; this
+/// The workers hand every batch back unless one panicked, and then the panic goes on; this
 /// error is never seen, but it is not a panic here.
 fn lost_cipher() -> EmitError {
     EmitError::Store(StoreError::Emit {
