@@ -159,8 +159,7 @@ impl SealQueue {
 impl ToSeal {
     /// The length of the value's `ENC[…]` text.
     fn sealed_len(&self) -> usize {
-        const FIXED: usize = "ENC[AES256_GCM,data:,iv:,tag:,type:]".len() + 44 + 24;
-        FIXED + self.plaintext.len().div_ceil(3) * 4 + self.type_name.len()
+        value::sealed_len(self.plaintext.len(), self.type_name)
     }
 }
 

@@ -554,7 +554,7 @@ pub fn seal_into(
 }
 
 /// The length of the `ENC[…]` text of a plaintext of `len` bytes (the ciphertext is as long).
-fn sealed_len(len: usize, type_name: &str) -> usize {
+pub fn sealed_len(len: usize, type_name: &str) -> usize {
     let base64_len = |n: usize| n.div_ceil(3) * 4;
     PREFIX.len()
         + base64_len(len)

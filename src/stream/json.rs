@@ -318,8 +318,8 @@ fn write_sealed(out: &mut Vec<u8>, sealed: &str) {
 }
 
 /// The encrypting walk. A full batch is sealed, then hashed and merged, on the workers while
-/// the walk reads the next one; its output is written once it is back. The workers take them in order,
-/// so the batches (the MAC, and the IVs of a counter cipher) keep their order.
+/// the walk reads the next one; its output is written once it is back. The workers take the
+/// batches in order, so they (the MAC, and the IVs of a counter cipher) keep their order.
 struct Seal<'s, 'r, 'c, 'w> {
     at: Cursor<'r>,
     /// The output of the batch being read, without its values to seal.
@@ -327,7 +327,7 @@ struct Seal<'s, 'r, 'c, 'w> {
     /// The rest of the batch being read.
     reading: SealBatch,
     workers: Workers<'s, SealBatch, SealValues<'c>, SealFinish<'r>>,
-    sink: &'w mut dyn std::io::Write,
+    sink: &'w mut dyn Write,
     /// A number's or boolean's canonical text (its plaintext).
     number: Zeroizing<Vec<u8>>,
     /// Top-level members, once the top-level object has closed.
@@ -512,8 +512,10 @@ fn canonical<'v>(value: &'v Value, buffer: &'v mut Zeroizing<Vec<u8>>) -> &'v [u
 }
 
 pub(super) fn metadata(input: &[u8]) -> Option<Node> {
-    let span = metadata_from_end(input).or_else(|| metadata_by_walk(input))?;
-    metadata_value(input, span)
+    if let Some((_, node)) = metadata_at_end(input) {
+        return Some(node);
+    }
+    metadata_value(input, metadata_by_walk(input)?)
 }
 
 /// The node of the `sops` member's value at `span`, as the store's loader builds it.
@@ -537,6 +539,11 @@ fn metadata_value(input: &[u8], span: Range<usize>) -> Option<Node> {
 /// object: the member is a top-level one, and the last. A later `"sops":` inside that value
 /// (a nested key) stops the search, and the walk decides.
 fn metadata_from_end(input: &[u8]) -> Option<Range<usize>> {
+    metadata_at_end(input).map(|(span, _)| span)
+}
+
+/// [`metadata_from_end`], with the node of the value found (read once, where it is checked).
+fn metadata_at_end(input: &[u8]) -> Option<(Range<usize>, Node)> {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let close = input.iter().rposition(|b| !is_space(b))?;
     if input.get(close) != Some(&b'}') {
@@ -561,10 +568,10 @@ fn metadata_from_end(input: &[u8]) -> Option<Range<usize>> {
         reader.pos += 1;
         reader.skip_whitespace();
         let start = reader.pos;
-        reader.value().ok()?;
+        let node = reader.value().ok()?;
         let end = reader.pos;
         reader.skip_whitespace();
-        return (reader.pos == body.len()).then_some(start..end);
+        return (reader.pos == body.len()).then_some((start..end, node));
     }
     None
 }
@@ -912,7 +919,7 @@ impl<'s, 'a, 'r, 'c> Unseal<'s, 'a, 'r, 'c> {
         Ok(())
     }
 
-    /// Sends the worker the batch read, once there is room for it.
+    /// Sends the workers the batch read, once there is room for it.
     fn hand_over(&mut self) -> Result<(), Decline> {
         let mut batch = if self.workers.is_full() {
             self.take_back()?
@@ -927,7 +934,7 @@ impl<'s, 'a, 'r, 'c> Unseal<'s, 'a, 'r, 'c> {
         Ok(())
     }
 
-    /// Waits for the oldest batch on the worker (which wrote its output); hands it back,
+    /// Waits for the oldest batch on the workers (the second wrote its output); hands it back,
     /// emptied, for reuse. A failure stops the walk: the tree path takes the file.
     fn take_back(&mut self) -> Result<OpenBatch<'a>, Decline> {
         let mut batch = self.workers.receive().ok_or(Decline)?;
@@ -938,8 +945,8 @@ impl<'s, 'a, 'r, 'c> Unseal<'s, 'a, 'r, 'c> {
         Ok(batch)
     }
 
-    /// Sends the last batch, waits for every batch and hands back the worker's stage (with
-    /// the plaintext file and the MAC over all the values).
+    /// Sends the last batch, waits for every batch and hands back the finishing worker's stage
+    /// (with the plaintext file and the MAC over all the values).
     fn finish(mut self) -> Result<OpenFinish<'a, 'r>, Decline> {
         self.hand_over()?;
         while self.workers.in_flight > 0 {
